@@ -1,0 +1,177 @@
+"""Structural checks and traversal of a NIR graph: node order, predecessors, shapes along edges.
+
+Backends call `analyse` before running; it rejects unknown node types, cycles and shape mismatches
+with a message naming the node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+
+from backends.nirext import ExtensionError, NEURON_TYPES, graph_info, neuron_semantics, node_shape
+
+
+class GraphError(ValueError):
+    """A NIR graph is malformed; the message names the node or edge."""
+
+
+@dataclass(frozen=True)
+class GraphView:
+    """A checked graph: nodes in execution order, predecessors, input and output node names."""
+
+    graph: nir.NIRGraph
+    order: tuple[str, ...]
+    preds: dict[str, tuple[str, ...]]
+    input: str
+    output: str
+    dt: float
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Output shape of node `name`, without the batch dimension."""
+        node = self.graph.nodes[name]
+        out = node.output_type.get("output") if node.output_type else None
+        if out is None:
+            raise GraphError(f"node {name!r} ({type(node).__name__}) has no known output shape")
+        return tuple(int(d) for d in np.atleast_1d(out))
+
+    def node(self, name: str) -> nir.NIRNode:
+        return self.graph.nodes[name]
+
+    def succs(self, name: str) -> tuple[str, ...]:
+        return tuple(b for b in self.order if name in self.preds[b])
+
+
+def _toposort(nodes, edges) -> list[str]:
+    indeg = {n: 0 for n in nodes}
+    out: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        out[a].append(b)
+        indeg[b] += 1
+    ready = [n for n in nodes if indeg[n] == 0]
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for m in out[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    if len(order) != len(nodes):
+        stuck = sorted(n for n in nodes if n not in order)
+        raise GraphError(
+            f"graph has a cycle through node(s) {stuck}; recurrent graphs are not supported "
+            "(spikeport runs feed-forward graphs, with fan-in for residual adds)"
+        )
+    return order
+
+
+def _pair(value) -> tuple[int, int]:
+    arr = np.atleast_1d(np.asarray(value)).astype(int)
+    return int(arr[0]), int(arr[-1])
+
+
+def _window_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _conv_out(node: nir.Conv2d, c: int, h: int, w: int) -> tuple[int, ...]:
+    """torch.nn.functional.conv2d output shape (NIR 1.0.8's own inference assumes a square kernel)."""
+    kh, kw = node.weight.shape[2:]
+    if int(node.weight.shape[1]) * int(node.groups) != c:
+        raise GraphError(f"node Conv2d expects {int(node.weight.shape[1]) * int(node.groups)} input channels, gets {c}")
+    (sh, sw), (dh, dw) = _pair(node.stride), _pair(node.dilation)
+    if isinstance(node.padding, str):
+        if node.padding == "same":
+            return (node.weight.shape[0], h, w)
+        ph = pw = 0
+    else:
+        ph, pw = _pair(node.padding)
+    return (node.weight.shape[0], _window_out(h, kh, sh, ph, dh), _window_out(w, kw, sw, pw, dw))
+
+
+def _output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Output shape of `node` for an input of `shape` (no batch), by docs/nir-extensions.md semantics."""
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        if shape != (node.weight.shape[1],):
+            raise GraphError(f"expects input of shape ({node.weight.shape[1]},), gets {shape}")
+        return (int(node.weight.shape[0]),)
+    if isinstance(node, nir.Conv2d):
+        if len(shape) != 3:
+            raise GraphError(f"expects a (C, H, W) input, gets {shape}")
+        return tuple(int(d) for d in _conv_out(node, *shape))
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        (kh, kw), (sh, sw), (ph, pw) = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+        return (shape[0], _window_out(shape[1], kh, sh, ph), _window_out(shape[2], kw, sw, pw))
+    if isinstance(node, nir.Flatten):
+        declared = node.input_type.get("input")
+        if declared is not None and tuple(np.atleast_1d(declared)) != shape:
+            raise GraphError(f"declares input shape {tuple(np.atleast_1d(declared))}, gets {shape}")
+        end = node.end_dim % len(shape)
+        return shape[:node.start_dim] + (int(np.prod(shape[node.start_dim:end + 1])),) + shape[end + 1:]
+    if isinstance(node, nir.Output):
+        return shape
+    own = tuple(np.shape(node.scale)) if isinstance(node, nir.Scale) else node_shape(node)
+    if own != shape and not (isinstance(node, nir.Scale) and own in ((), (1,))):
+        raise GraphError(f"has parameters of shape {own}, gets input of shape {shape}")
+    return shape
+
+
+def _set_types(name: str, node: nir.NIRNode, in_types: list, preds: tuple[str, ...]) -> None:
+    """Infer and store `node`'s input/output types, or raise a GraphError naming it."""
+    if isinstance(node, nir.Input):
+        shape = tuple(int(d) for d in np.atleast_1d(node.input_type["input"]))
+        node.output_type = {"output": np.array(shape)}
+        return
+    shapes = {tuple(int(d) for d in np.atleast_1d(t)) for t in in_types}
+    if len(shapes) > 1:
+        raise GraphError(f"node {name!r} sums inputs of different shapes {sorted(shapes)} from {list(preds)}")
+    shape = shapes.pop()
+    try:
+        out = _output_shape(node, shape)
+    except GraphError as err:
+        raise GraphError(f"node {name!r} ({type(node).__name__}) {err} from {list(preds)}") from None
+    node.input_type = {"input": np.array(shape)}
+    node.output_type = {"output": np.array(out)}
+
+
+def analyse(graph: nir.NIRGraph, supported: tuple[type, ...]) -> GraphView:
+    """Check `graph` for a backend that runs the node types `supported`; return its execution view."""
+    if not isinstance(graph, nir.NIRGraph):
+        raise GraphError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    names = set(graph.nodes)
+    for a, b in graph.edges:
+        for end in (a, b):
+            if end not in names:
+                raise GraphError(f"edge ({a!r} -> {b!r}) names node {end!r}, which is not in the graph")
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            raise GraphError(f"node {name!r} is a nested NIRGraph; flatten subgraphs before running")
+        if not isinstance(node, supported):
+            allowed = ", ".join(sorted(t.__name__ for t in supported))
+            raise GraphError(
+                f"node {name!r} has type {type(node).__name__}, which this backend cannot run "
+                f"(supported: {allowed})"
+            )
+        if isinstance(node, NEURON_TYPES):
+            neuron_semantics(name, node)
+    order = _toposort(list(graph.nodes), graph.edges)
+    preds = {n: tuple(a for a, b in graph.edges if b == n) for n in order}
+    inputs = [n for n in order if isinstance(graph.nodes[n], nir.Input)]
+    outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise GraphError(
+            f"graph must have exactly one Input and one Output node, found inputs {inputs} "
+            f"and outputs {outputs}"
+        )
+    for n in order:
+        if n != inputs[0] and not preds[n]:
+            raise GraphError(f"node {n!r} has no incoming edge (only the Input node may)")
+    for n in order:
+        _set_types(n, graph.nodes[n], [graph.nodes[p].output_type["output"] for p in preds[n]], preds[n])
+    try:
+        dt = graph_info(graph)["dt"]
+    except ExtensionError as err:
+        raise GraphError(str(err)) from None
+    return GraphView(graph=graph, order=tuple(order), preds=preds, input=inputs[0], output=outputs[0], dt=dt)

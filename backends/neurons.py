@@ -1,0 +1,80 @@
+"""Neuron models as pure step functions: state and input in, new state and output out.
+
+One definition per model (docs/nir-extensions.md, "Time step semantics"), called by the reference
+simulator and by the tests; parameters are small named tuples of tensors broadcast to the node shape.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class IFParams(NamedTuple):
+    r: torch.Tensor
+    v_threshold: torch.Tensor
+    v_reset: torch.Tensor
+    subtract: bool
+
+
+class LIFParams(NamedTuple):
+    tau: torch.Tensor
+    r: torch.Tensor
+    v_leak: torch.Tensor
+    v_threshold: torch.Tensor
+    v_reset: torch.Tensor
+    subtract: bool
+
+
+class CubaLIFParams(NamedTuple):
+    tau_syn: torch.Tensor
+    tau_mem: torch.Tensor
+    r: torch.Tensor
+    v_leak: torch.Tensor
+    v_threshold: torch.Tensor
+    v_reset: torch.Tensor
+    w_in: torch.Tensor
+    subtract: bool
+
+
+class LIParams(NamedTuple):
+    tau: torch.Tensor
+    r: torch.Tensor
+    v_leak: torch.Tensor
+
+
+def fire(v: torch.Tensor, v_threshold, v_reset, subtract: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spike and reset: by subtraction (fires on v >= threshold) or to v_reset (fires on v > threshold)."""
+    if subtract:
+        z = (v >= v_threshold).to(v.dtype)
+        return v - v_threshold * z, z
+    z = (v > v_threshold).to(v.dtype)
+    return torch.where(z.bool(), v_reset.expand_as(v), v), z
+
+
+def if_step(v: torch.Tensor, x: torch.Tensor, p: IFParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrate-and-fire: v += r*x, then `fire`. Returns (new v, spikes)."""
+    return fire(v + p.r * x, p.v_threshold, p.v_reset, p.subtract)
+
+
+def lif_step(v: torch.Tensor, x: torch.Tensor, p: LIFParams, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Leaky integrate-and-fire, forward Euler: v += dt/tau (v_leak - v + r x), then `fire`."""
+    return fire(v + dt / p.tau * (p.v_leak - v + p.r * x), p.v_threshold, p.v_reset, p.subtract)
+
+
+def cubalif_step(state: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, p: CubaLIFParams, dt: float):
+    """Current-based LIF: i += dt/tau_syn (-i + w_in x); v += dt/tau_mem (v_leak - v + r i); `fire`."""
+    i, v = state
+    i = i + dt / p.tau_syn * (p.w_in * x - i)
+    v, z = fire(v + dt / p.tau_mem * (p.v_leak - v + p.r * i), p.v_threshold, p.v_reset, p.subtract)
+    return (i, v), z
+
+
+def integrator_step(v: torch.Tensor, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Integrate-only (NIR `I`): v += r*x; the output is v."""
+    return v + r * x
+
+
+def li_step(v: torch.Tensor, x: torch.Tensor, p: LIParams, dt: float) -> torch.Tensor:
+    """Leaky integrator (NIR `LI`): v += dt/tau (v_leak - v + r x); the output is v."""
+    return v + dt / p.tau * (p.v_leak - v + p.r * x)

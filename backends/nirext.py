@@ -1,0 +1,112 @@
+"""Reader and writer of spikeport's NIR metadata extension (docs/nir-extensions.md, schema version 1).
+
+Every backend reads neuron semantics through `neuron_semantics`, so no backend invents defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+
+KEY = "spikeport"
+VERSION = 1
+NEURON_TYPES = (nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
+SPIKING_TYPES = (nir.IF, nir.LIF, nir.CubaLIF)
+RESETS = ("zero", "subtract")
+_NEURON_KEYS = {"version", "reset", "v_init"}
+_GRAPH_KEYS = {"version", "method", "encoding", "dt", "source"}
+
+
+class ExtensionError(ValueError):
+    """Metadata under the `spikeport` key does not follow docs/nir-extensions.md."""
+
+
+@dataclass(frozen=True)
+class NeuronSemantics:
+    """What a neuron node does beyond core NIR: reset mode, spike condition, initial potential."""
+
+    reset: str
+    v_init: np.ndarray | None
+
+    @property
+    def fires_at_equality(self) -> bool:
+        """Reset by subtraction fires on v >= threshold; NIR's reset to v_reset fires on v > threshold."""
+        return self.reset == "subtract"
+
+
+def node_shape(node: nir.NIRNode) -> tuple[int, ...]:
+    """Shape of a neuron node's state (the shape of its parameter arrays)."""
+    for attr in ("v_threshold", "r", "tau"):
+        if hasattr(node, attr):
+            return tuple(np.shape(getattr(node, attr)))
+    raise ExtensionError(f"{type(node).__name__} is not a neuron node")
+
+
+def _check_version(where: str, meta: dict) -> None:
+    version = meta.get("version")
+    if version is None:
+        raise ExtensionError(f"{where}: metadata['{KEY}'] has no 'version'")
+    if int(version) > VERSION:
+        raise ExtensionError(
+            f"{where}: NIR extension version {int(version)} is newer than this spikeport "
+            f"understands ({VERSION}); upgrade spikeport to read this file"
+        )
+    if int(version) < 1:
+        raise ExtensionError(f"{where}: invalid NIR extension version {version!r}")
+
+
+def neuron_semantics(name: str, node: nir.NIRNode) -> NeuronSemantics:
+    """Checked semantics of neuron node `name`; core NIR (reset to v_reset, v(0)=0) when no metadata."""
+    meta = (node.metadata or {}).get(KEY)
+    if meta is None:
+        return NeuronSemantics(reset="zero", v_init=None)
+    where = f"node {name!r}"
+    _check_version(where, meta)
+    unknown = set(meta) - _NEURON_KEYS
+    if unknown:
+        raise ExtensionError(f"{where}: unknown metadata key(s) {sorted(unknown)} under '{KEY}'")
+    reset = str(meta.get("reset", "zero"))
+    if reset not in RESETS:
+        raise ExtensionError(f"{where}: reset must be one of {RESETS}, got {reset!r}")
+    if reset == "subtract" and not isinstance(node, SPIKING_TYPES):
+        raise ExtensionError(f"{where}: reset 'subtract' given for non-spiking {type(node).__name__}")
+    v_init = meta.get("v_init")
+    if v_init is not None:
+        v_init = np.asarray(v_init, dtype=np.float64)
+        shape = node_shape(node)
+        if v_init.shape != shape:
+            raise ExtensionError(f"{where}: v_init has shape {v_init.shape}, node has {shape}")
+    return NeuronSemantics(reset=reset, v_init=v_init)
+
+
+def neuron_metadata(reset: str = "subtract", v_init: np.ndarray | None = None) -> dict:
+    """The `metadata` dict for a neuron node with the given semantics."""
+    meta: dict = {"version": VERSION, "reset": reset}
+    if v_init is not None:
+        meta["v_init"] = np.asarray(v_init, dtype=np.float32)
+    return {KEY: meta}
+
+
+def graph_info(graph: nir.NIRGraph) -> dict:
+    """Checked graph-level extension metadata, with defaults filled in."""
+    meta = dict((graph.metadata or {}).get(KEY, {}))
+    if meta:
+        _check_version("graph", meta)
+        unknown = set(meta) - _GRAPH_KEYS
+        if unknown:
+            raise ExtensionError(f"graph: unknown metadata key(s) {sorted(unknown)} under '{KEY}'")
+    encoding = str(meta.get("encoding", "direct"))
+    if encoding != "direct":
+        raise ExtensionError(f"graph: encoding {encoding!r} is not supported (only 'direct')")
+    return {"dt": float(meta.get("dt", 1e-3)), "method": str(meta.get("method", "")), "encoding": encoding}
+
+
+def graph_metadata(method: str, source: str = "", dt: float | None = None) -> dict:
+    """The graph-level `metadata` dict written by the converter."""
+    meta: dict = {"version": VERSION, "method": method, "encoding": "direct"}
+    if source:
+        meta["source"] = source
+    if dt is not None:
+        meta["dt"] = float(dt)
+    return {KEY: meta}

@@ -1,0 +1,2 @@
+"""From a torch model to a NIR file and a report: data, models, training, conversion, energy, CLI.
+"""

@@ -1,0 +1,182 @@
+"""The `spikeport` command line: train, convert, simulate, energy, demo (python -m pipeline.cli).
+
+User mistakes end in one line on stderr and exit code 2; `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import backends
+from backends.graph import GraphError
+from backends.nirext import ExtensionError
+from pipeline.errors import SpikeportError
+
+EXIT_USER_ERROR = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from pipeline.data import DataError
+    from pipeline.hwconfig import HwConfigError
+    return (SpikeportError, DataError, HwConfigError, GraphError, ExtensionError, backends.Unsupported)
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits (embedded, default), mnist, cifar10, cifar100, "
+                   "synthetic-cifar")
+    p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist, cifar10, cifar100)")
+    p.add_argument("--seed", type=int, default=0, help="seed for data split, initialisation and shuffling")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline.convert import METHODS
+    from pipeline.models import MODEL_NAMES
+
+    parser = argparse.ArgumentParser(prog="spikeport", description="Convert PyTorch networks to spiking networks, "
+                                     "export them as NIR, and run them on several simulators.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    common.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", parents=[common], help="train an ANN from the model zoo and write a checkpoint")
+    p.add_argument("--model", default="digits-cnn", choices=MODEL_NAMES)
+    p.add_argument("--epochs", type=_positive, default=30)
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--out", default="out/ann.pt", help="checkpoint path (written atomically)")
+    _add_data_args(p)
+
+    p = sub.add_parser("convert", parents=[common], help="convert a trained ANN into a spiking NIR graph")
+    p.add_argument("--checkpoint", required=True, help="checkpoint from `spikeport train`, or a state_dict with --model")
+    p.add_argument("--model", default=None, help="package.module:factory building your own torch model")
+    p.add_argument("--method", default="robustnorm", choices=sorted(METHODS))
+    p.add_argument("--percentile", type=float, default=99.9, help="percentile for robustnorm")
+    p.add_argument("--calib-samples", type=_positive, default=None, help="training samples used for calibration")
+    p.add_argument("--out", default="out/model.nir")
+    _add_data_args(p)
+
+    p = sub.add_parser("simulate", parents=[common], help="run a NIR file on a backend and report accuracy")
+    p.add_argument("model_nir", metavar="MODEL.nir")
+    p.add_argument("--backend", default="reference", choices=backends.names())
+    p.add_argument("--T", type=_positive, nargs="+", default=[32], help="time steps (several allowed)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    _add_data_args(p)
+
+    p = sub.add_parser("energy", parents=[common], help="estimated energy per inference of a NIR file on a hardware target")
+    p.add_argument("model_nir", metavar="MODEL.nir")
+    p.add_argument("--target", default="cmos45nm", help="hwconfig name (hwconfigs/NAME.toml) or path")
+    p.add_argument("--T", type=_positive, default=32)
+    _add_data_args(p)
+
+    p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--epochs", type=_positive, default=30)
+    p.add_argument("--method", default="robustnorm", choices=sorted(METHODS))
+    p.add_argument("--lava-samples", type=_positive, default=None, help="test samples run on Lava (default all)")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _test_data(args):
+    from pipeline.data import load_dataset
+    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    n = len(ds.test_x) if args.limit is None else min(args.limit, len(ds.test_x))
+    return ds, ds.test_x[:n].numpy(), ds.test_y[:n].numpy()
+
+
+def cmd_train(args) -> int:
+    from pipeline.data import load_dataset
+    from pipeline.models import build_model
+    from pipeline.train import TrainConfig, save_checkpoint, train_ann
+    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    model = build_model(args.model, ds.input_shape, ds.num_classes)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
+    history = train_ann(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, cfg, progress=not args.quiet)
+    path = save_checkpoint(args.out, model.cpu(), model_name=args.model, input_shape=ds.input_shape,
+                           num_classes=ds.num_classes, extra={"history": history.epochs, "seed": args.seed,
+                                                              "dataset": args.dataset})
+    print(f"test accuracy {100 * history.epochs[-1]['test_accuracy']:.2f}% after {args.epochs} epochs; wrote {path}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from pipeline.atomic import write_nir
+    from pipeline.convert import convert
+    from pipeline.data import load_dataset
+    from pipeline.modelio import load_model
+    model, state = load_model(args.checkpoint, args.model)
+    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    calib = ds.train_x if args.calib_samples is None else ds.train_x[:args.calib_samples]
+    options = {"percentile": args.percentile} if args.method == "robustnorm" else {}
+    graph = convert(model, ds.input_shape, calib, method=args.method, source=str(args.checkpoint),
+                    progress=not args.quiet, **options)
+    path = write_nir(args.out, graph)
+    print(f"converted with {args.method}: {len(graph.nodes)} nodes, {len(graph.edges)} edges; wrote {path}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from pipeline.atomic import write_json
+    from pipeline.nirio import read_graph
+    graph = read_graph(args.model_nir)
+    _, x, y = _test_data(args)
+    backend = backends.get(args.backend)
+    rows = []
+    for T in args.T:
+        run = backend.run(graph, x, T, progress=not args.quiet)
+        rows.append({"backend": run.backend, "T": T, "accuracy": run.accuracy(y), "spikes_per_sample": run.spikes_per_sample,
+                     "samples": len(x), "seconds": run.seconds, "approximate": run.approximate})
+        print(f"{run.backend} T={T}: accuracy {100 * rows[-1]['accuracy']:.2f}% on {len(x)} samples, "
+              f"{run.spikes_per_sample:.0f} spikes/sample, {run.seconds:.2f} s")
+    if args.json:
+        write_json(args.json, {"model": str(args.model_nir), "runs": rows})
+    return 0
+
+
+def cmd_energy(args) -> int:
+    from pipeline.energy import energy_report
+    from pipeline.hwconfig import load_hwconfig
+    from pipeline.nirio import read_graph
+    graph = read_graph(args.model_nir)
+    hw = load_hwconfig(args.target)
+    _, x, _ = _test_data(args)
+    run = backends.get("reference").run(graph, x, args.T, progress=not args.quiet)
+    print(energy_report(graph, run, hw, args.T).to_markdown())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from pipeline.demo import DemoConfig, run_demo
+    run_demo(DemoConfig(out=Path(args.out), method=args.method, epochs=args.epochs, lava_samples=args.lava_samples,
+                        seed=args.seed, device=args.device, progress=not args.quiet))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
+            "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except _user_errors() as err:
+        if args.debug:
+            raise
+        print(f"spikeport {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
