@@ -13,6 +13,16 @@ import numpy as np
 from backends.nirext import ExtensionError, NEURON_TYPES, graph_info, neuron_semantics, node_shape
 
 
+# Every node type spikeport's IR uses; a backend runs all or a subset of them.
+KNOWN_TYPES = (
+    nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d,
+    nir.Flatten, nir.Scale, nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI,
+)
+
+# Nodes with synaptic weights (the ones that cost synaptic operations).
+WEIGHTED_TYPES = (nir.Affine, nir.Linear, nir.Conv2d)
+
+
 class GraphError(ValueError):
     """A NIR graph is malformed; the message names the node or edge."""
 
@@ -136,7 +146,7 @@ def _set_types(name: str, node: nir.NIRNode, in_types: list, preds: tuple[str, .
     node.output_type = {"output": np.array(out)}
 
 
-def analyse(graph: nir.NIRGraph, supported: tuple[type, ...]) -> GraphView:
+def analyse(graph: nir.NIRGraph, supported: tuple[type, ...] = KNOWN_TYPES) -> GraphView:
     """Check `graph` for a backend that runs the node types `supported`; return its execution view."""
     if not isinstance(graph, nir.NIRGraph):
         raise GraphError(f"expected a nir.NIRGraph, got {type(graph).__name__}")

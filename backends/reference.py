@@ -15,15 +15,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from backends import neurons
-from backends.graph import GraphView, analyse
+from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
 from backends.nirext import neuron_semantics
 from backends.result import RunResult
 
-SUPPORTED = (
-    nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d,
-    nir.Flatten, nir.Scale, nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI,
-)
-WEIGHTED = (nir.Affine, nir.Linear, nir.Conv2d)
+SUPPORTED = KNOWN_TYPES
 
 
 @dataclass
@@ -175,7 +171,7 @@ class ReferenceBackend:
         out_pred = view.preds[view.output][0] if view.preds[view.output] else view.input
         out_is_state = ops[out_pred].integrator and len(view.preds[view.output]) == 1
         spiking = [n for n in view.order if ops[n].spiking]
-        weighted = [n for n in view.order if isinstance(view.node(n), WEIGHTED)]
+        weighted = [n for n in view.order if isinstance(view.node(n), WEIGHTED_TYPES)]
         counts = {n: torch.zeros(batch, *view.shape(n), device=x.device) for n in spiking}
         events = {n: torch.zeros(view.shape(view.preds[n][0]), device=x.device) for n in weighted}
         trains = {n: [] for n in spiking} if record else None

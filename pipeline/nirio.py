@@ -9,9 +9,8 @@ from pathlib import Path
 import h5py
 import nir
 
-from backends.graph import GraphError, analyse
+from backends.graph import KNOWN_TYPES, GraphError, analyse
 from backends.nirext import ExtensionError
-from backends.reference import SUPPORTED
 from pipeline.errors import SpikeportError
 
 
@@ -28,7 +27,7 @@ def read_graph(path) -> nir.NIRGraph:
     except Exception as err:  # nir/h5py raise many types for malformed content
         raise SpikeportError(f"{path}: cannot be read as a NIR graph ({type(err).__name__}: {_first_line(err)})") from None
     try:
-        analyse(graph, SUPPORTED)
+        analyse(graph)
     except (GraphError, ExtensionError) as err:
         raise SpikeportError(f"{path}: {err}") from None
     return graph
@@ -36,7 +35,7 @@ def read_graph(path) -> nir.NIRGraph:
 
 def _check_node_types(path: Path) -> None:
     """Name the node whose type this spikeport cannot run, before nir.read fails on it obscurely."""
-    known = {t.__name__ for t in SUPPORTED}
+    known = {t.__name__ for t in KNOWN_TYPES}
     try:
         with h5py.File(path, "r") as f:
             nodes = f["node/nodes"]

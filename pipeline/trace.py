@@ -15,6 +15,7 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from backends.graph import analyse
 from backends.nirext import graph_metadata, neuron_metadata
 from pipeline.errors import ConversionError, UnsupportedLayer
 
@@ -79,7 +80,7 @@ class _Builder:
     def build(self) -> nir.NIRGraph:
         for fx_node in self.gm.graph.nodes:
             self.sources[fx_node.name] = self.visit(fx_node)
-        return nir.NIRGraph(nodes=self.nodes, edges=self.edges, type_check=True)
+        return nir.NIRGraph(nodes=self.nodes, edges=self.edges, type_check=False)
 
     def visit(self, n: torch.fx.Node) -> list[str]:
         if n.op == "placeholder":
@@ -226,4 +227,5 @@ def trace(model: nn.Module, input_shape: tuple[int, ...], method: str = "", sour
     builder = _Builder(gm)
     graph = builder.build()
     graph.metadata = graph_metadata(method, source=source)
+    analyse(graph)
     return TracedGraph(graph=graph, activations=builder.activations, module=gm)

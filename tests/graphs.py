@@ -29,6 +29,7 @@ def mlp(w1, b1, w2, b2, threshold=1.0, v_init=None, reset="subtract") -> nir.NIR
             "output": nir.Output(output_type={"output": np.array([n_out])}),
         },
         edges=[("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "out"), ("out", "output")],
+        type_check=False,
     )
 
 
@@ -42,4 +43,5 @@ def single_if(n: int, threshold, v_init=None, reset="subtract") -> nir.NIRGraph:
             "output": nir.Output(output_type={"output": np.array([n])}),
         },
         edges=[("input", "fc"), ("fc", "if"), ("if", "output")],
+        type_check=False,
     )
