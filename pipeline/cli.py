@@ -16,10 +16,7 @@ from pipeline.errors import SpikeportError
 EXIT_USER_ERROR = 2
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from pipeline.data import DataError
-    from pipeline.hwconfig import HwConfigError
-    return (SpikeportError, DataError, HwConfigError, GraphError, ExtensionError, backends.Unsupported)
+USER_ERRORS = (SpikeportError, GraphError, ExtensionError, backends.Unsupported)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -171,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except _user_errors() as err:
+    except USER_ERRORS as err:
         if args.debug:
             raise
         print(f"spikeport {args.command}: error: {err}", file=sys.stderr)

@@ -1,0 +1,158 @@
+"""The Lava backend: runs a NIR graph on lava-nc's floating-point process models (Loihi2SimCfg).
+
+One network is compiled per chunk of samples and streams them back to back; results come back from
+each neuron layer's own bookkeeping, aligned to the synchronous time base of docs/nir-extensions.md.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import nir
+import numpy as np
+from tqdm.auto import tqdm
+
+from backends.graph import analyse
+from backends.lava.lowering import LOWERINGS, Builder, Network
+from backends.nirext import SPIKING_TYPES
+from backends.result import RunResult
+from lava.magma.core.process.process import ProcessServer
+from lava.magma.core.process.variable import VarServer
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+
+SUPPORTED_TYPES = tuple(LOWERINGS)
+SELECT_TAG = "floating_pt"
+PROGRESS_BLOCKS = 50  # a progress bar advances this many times per compiled network
+
+
+class LavaBackend:
+    """Runs NIR graphs on Lava (CPU simulation of Loihi 2 process models, floating point).
+
+    Every node type in `SUPPORTED_TYPES` and every neuron semantics of docs/nir-extensions.md is run
+    faithfully, so `approximate` never has anything to ignore; what cannot be lowered (e.g. a Conv2d
+    with asymmetric 'same' padding, or int8 overflow of Lava's Conv parameters) raises
+    `backends.Unsupported` naming the node.
+    """
+
+    name = "lava"
+    honours = {
+        "nodes": sorted(t.__name__ for t in SUPPORTED_TYPES),
+        "neuron semantics": ["reset: zero", "reset: subtract", "v_init"],
+        "limits": ["Conv2d: symmetric padding; kernel, stride, padding, dilation, groups <= 127",
+                   "Flatten: of all non-batch dimensions"],
+    }
+    memory_budget = 64 * 2**20  # bytes of input stream and spike rasters per compiled network
+
+    def run(self, graph: nir.NIRGraph, inputs: np.ndarray, T: int, *, record: bool = False,
+            approximate: bool = False, progress: bool = False) -> RunResult:
+        """Run `graph` on `inputs` (N, *input shape, torch layout) for `T` steps per sample.
+
+        `record` adds spike trains (N, T, *shape) per spiking node; `approximate` is accepted for the
+        common backend interface but never changes anything here (see the class docstring).
+        """
+        if int(T) < 1:
+            raise ValueError(f"T must be at least 1, got {T}")
+        T = int(T)
+        view = analyse(graph, SUPPORTED_TYPES)
+        inputs = np.asarray(inputs, dtype=np.float64)
+        if inputs.ndim == 0 or len(inputs) == 0:
+            raise ValueError(f"inputs must hold at least one sample, got an array of shape {inputs.shape}")
+        chunk = self._chunk_size(view, inputs, T, record)
+        start = time.perf_counter()
+        parts = []
+        with tqdm(total=len(inputs) * T, desc=f"lava T={T}", unit="step", disable=not progress, leave=False) as bar:
+            for lo in range(0, len(inputs), chunk):
+                parts.append(_run_chunk(view, inputs[lo:lo + chunk], T, record, bar if progress else None))
+        return _merge(parts, T, len(inputs), time.perf_counter() - start, record)
+
+    def _chunk_size(self, view, inputs: np.ndarray, T: int, record: bool) -> int:
+        per_step = inputs[0].size * 8
+        if record:
+            per_step += sum(int(np.prod(view.shape(n))) for n in view.order
+                            if isinstance(view.node(n), SPIKING_TYPES))
+        return int(min(len(inputs), max(1, self.memory_budget // (per_step * T))))
+
+
+def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, bar=None) -> dict:
+    """Compile, run and read back one network for `inputs`; Lava is stopped whatever happens.
+
+    With a progress `bar` the run proceeds in blocks of steps (Lava resumes where it paused).
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="spikeport-lava-"))
+    net: Network | None = None
+    with _forgotten_afterwards():
+        try:
+            net = Builder(view, inputs, T, record, workdir).build()
+            cfg = Loihi2SimCfg(select_tag=SELECT_TAG)
+            block = net.steps if bar is None else max(T, net.steps // PROGRESS_BLOCKS)
+            done = 0
+            while done < net.steps:
+                steps = min(block, net.steps - done)
+                net.source.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+                if bar is not None:
+                    bar.update(max(0, min(done + steps, len(inputs) * T) - done))
+                done += steps
+            errors = sorted(workdir.glob("*.err"))
+            if errors:
+                raise RuntimeError(errors[0].read_text())
+            return _collect(net, record)
+        finally:
+            if net is not None:
+                net.source.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def _forgotten_afterwards():
+    """Lava's ProcessServer and VarServer keep every process and Var ever created, with their data
+    (a whole input stream, for the RingBuffer); drop those created inside the block when it ends, so
+    repeated runs in one Python process do not pile up memory."""
+    processes, variables = ProcessServer(), VarServer()
+    n_processes, n_vars = len(processes.processes), len(variables.vars)
+    try:
+        yield
+    finally:
+        del processes.processes[n_processes:]
+        del variables.vars[n_vars:]
+
+
+def _collect(net: Network, record: bool) -> dict:
+    out: dict = {"counts": {}, "per_neuron": {}, "spikes": {} if record else None, "events": {}}
+    for name, layer in net.layers.items():
+        if not layer.spiking:
+            continue
+        data = _load(layer)
+        out["counts"][name] = data["per_sample"]
+        out["per_neuron"][name] = layer.signal.to_torch(data["per_neuron"], lead=0)
+        if record:
+            out["spikes"][name] = layer.signal.to_torch(data["raster"], lead=2).astype(np.float32)
+    for name, counter in net.counters.items():
+        out["events"][name] = counter.signal.to_torch(_load(counter)["events"], lead=0)
+    final = _load(net.output)["final"]
+    out["outputs"] = net.output.signal.to_torch(final, lead=1).reshape(len(final), -1)
+    return out
+
+
+def _load(item) -> dict:
+    if not item.dump.exists():
+        raise RuntimeError(f"Lava run ended without results from {item.name!r} ({item.dump})")
+    with np.load(item.dump) as data:
+        return dict(data)
+
+
+def _merge(parts: list[dict], T: int, n: int, seconds: float, record: bool) -> RunResult:
+    names = list(parts[0]["counts"])
+    return RunResult(
+        backend="lava",
+        T=T,
+        outputs=np.concatenate([p["outputs"] for p in parts]),
+        spike_counts={k: np.concatenate([p["counts"][k] for p in parts]) for k in names},
+        neuron_counts={k: sum(p["per_neuron"][k] for p in parts) / n for k in names},
+        input_events={k: sum(p["events"][k] for p in parts) / n for k in parts[0]["events"]},
+        spikes={k: np.concatenate([p["spikes"][k] for p in parts]) for k in names} if record else None,
+        seconds=seconds,
+    )

@@ -1,0 +1,303 @@
+"""Lowers a checked NIR graph to connected lava-nc processes: one function per NIR node type.
+
+Semantics follow docs/nir-extensions.md; Lava's Dense and Conv add one step of delay each, which the
+lowering tracks per edge (`Signal.delay`), evens out at fan-in with `Delay` processes and hands to
+each neuron layer as the offset of its sample windows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backends.graph import GraphView
+from backends.lava.layout import Signal
+from backends.lava.procs import Delay, EventCounter, NeuronLayer, Pool2d, Scale
+from backends.lava.procs.neuron import PARAMS, SPIKING
+from backends.nirext import neuron_semantics
+from backends.result import Unsupported
+from lava.proc.conv.process import Conv
+from lava.proc.dense.process import Dense
+from lava.proc.io.source import RingBuffer
+
+GRADED = 24  # num_message_bits > 0: Dense/Conv take their input as graded values, not as booleans
+INT8 = 127  # Lava's Conv model stores kernel size, stride, padding, dilation and groups as int8
+
+
+@dataclass
+class Layer:
+    """A neuron layer in the lowered network: its process, layout, kind and result file."""
+
+    name: str
+    kind: str
+    proc: NeuronLayer
+    signal: Signal
+    dump: Path
+
+    @property
+    def spiking(self) -> bool:
+        return self.kind in SPIKING
+
+    @property
+    def delay(self) -> int:
+        return self.signal.delay
+
+
+@dataclass
+class Counter:
+    """Counts the input events of weighted node `name`; `signal` is that node's input."""
+
+    name: str
+    proc: EventCounter
+    signal: Signal
+    dump: Path
+
+
+@dataclass
+class Network:
+    """One compiled-to-be Lava network that runs `n_samples` samples of `T` steps back to back."""
+
+    source: RingBuffer
+    layers: dict[str, Layer]
+    counters: dict[str, Counter]
+    output: Layer
+    n_samples: int
+    T: int
+
+    @property
+    def depth(self) -> int:
+        """Delay of the deepest layer or counter: steps needed after the last input step."""
+        return max(item.signal.delay for item in (*self.layers.values(), *self.counters.values()))
+
+    @property
+    def steps(self) -> int:
+        return self.n_samples * self.T + self.depth
+
+
+Lowering = Callable[["Builder", str, nir.NIRNode, "Signal | None"], Signal]
+LOWERINGS: dict[type, Lowering] = {}
+
+
+def lowers(*types: type):
+    """Register a function as the lowering of the given NIR node types."""
+    def register(fn: Lowering) -> Lowering:
+        for t in types:
+            LOWERINGS[t] = fn
+        return fn
+    return register
+
+
+def _pair(value) -> tuple[int, int]:
+    arr = np.atleast_1d(np.asarray(value)).astype(int)
+    return int(arr[0]), int(arr[-1])
+
+
+def _connect(signal: Signal, in_port) -> None:
+    for port in signal.ports:
+        src = port if tuple(port.shape) == tuple(in_port.shape) else port.reshape(tuple(in_port.shape))
+        src.connect(in_port)
+
+
+class Builder:
+    """Walks the graph in execution order and lowers each node with its registered function."""
+
+    def __init__(self, view: GraphView, inputs: np.ndarray, T: int, record: bool, workdir: Path):
+        self.view, self.inputs, self.T, self.record, self.workdir = view, inputs, int(T), record, Path(workdir)
+        self.signals: dict[str, Signal] = {}
+        self.layers: dict[str, Layer] = {}
+        self.counters: dict[str, Counter] = {}
+        self.source: RingBuffer | None = None
+        self.output: Layer | None = None
+
+    def build(self) -> Network:
+        for name in self.view.order:
+            node = self.view.node(name)
+            lower = LOWERINGS.get(type(node))
+            if lower is None:
+                raise Unsupported(f"node {name!r}: the Lava backend has no lowering for NIR type {type(node).__name__}")
+            x = None if name == self.view.input else self.merge(name)
+            self.signals[name] = lower(self, name, node, x)
+        return Network(self.source, self.layers, self.counters, self.output, len(self.inputs), self.T)
+
+    def merge(self, name: str) -> Signal:
+        """The sum of a node's inputs (fan-in): ports joined, offsets added, delays evened out."""
+        sigs = [self.signals[p] for p in self.view.preds[name]]
+        if len(sigs) == 1:
+            return sigs[0]
+        first = sigs[0]
+        for s in sigs[1:]:
+            if s.lava_shape != first.lava_shape or not np.array_equal(s.perm, first.perm):
+                raise Unsupported(
+                    f"node {name!r}: its inputs arrive in different Lava layouts ({first.lava_shape} and "
+                    f"{s.lava_shape}); fan-in is supported between tensors of the same layout")
+        depth = max(s.delay for s in sigs)
+        sigs = [self.delayed(s, depth - s.delay, f"{name}/delay{i}") for i, s in enumerate(sigs)]
+        offsets = [s.offset for s in sigs if s.offset is not None]
+        return Signal(tuple(p for s in sigs for p in s.ports), first.torch_shape, first.lava_shape, first.perm,
+                      depth, sum(offsets) if offsets else None)
+
+    def delayed(self, signal: Signal, steps: int, name: str) -> Signal:
+        if steps == 0:
+            return signal
+        line = Delay(shape=signal.lava_shape, steps=steps, name=name, error_dir=self.workdir)
+        _connect(signal, line.a_in)
+        return Signal((line.a_out,), signal.torch_shape, signal.lava_shape, signal.perm,
+                      signal.delay + steps, signal.offset)
+
+    def count_events(self, name: str, x: Signal) -> None:
+        """Attach an `EventCounter` to the input `x` of weighted node `name` (RunResult.input_events)."""
+        dump = self.workdir / f"events{len(self.counters)}.npz"
+        proc = EventCounter(shape=x.lava_shape, bias=x.bias(), T=self.T, n_samples=len(self.inputs),
+                            offset=x.delay, dump=str(dump), name=f"{name}/events", error_dir=self.workdir)
+        _connect(x, proc.a_in)
+        self.counters[name] = Counter(name, proc, x, dump)
+
+    def neuron_layer(self, name: str, kind: str, params: dict, x: Signal, v_init=None, subtract=False) -> Layer:
+        """A `NeuronLayer` on input `x`; parameters given in torch layout."""
+        dump = self.workdir / f"layer{len(self.layers)}.npz"
+        proc = NeuronLayer(
+            shape=x.lava_shape, kind=kind, params={k: x.to_lava(v) for k, v in params.items()},
+            subtract=subtract, dt=self.view.dt, bias=x.bias(), v_init=x.to_lava(0.0 if v_init is None else v_init),
+            T=self.T, n_samples=len(self.inputs), offset=x.delay, record=self.record, dump=str(dump), name=name,
+            error_dir=self.workdir)
+        _connect(x, proc.a_in)
+        layer = Layer(name, kind, proc, x, dump)
+        self.layers[name] = layer
+        return layer
+
+
+@lowers(nir.Input)
+def lower_input(b: Builder, name: str, node: nir.Input, x: None) -> Signal:
+    """A RingBuffer holding every sample's tensor repeated for its T steps (direct encoding)."""
+    shape = b.view.shape(name)
+    if tuple(b.inputs.shape[1:]) != shape:
+        raise ValueError(f"inputs have shape {tuple(b.inputs.shape)}; Input {name!r} expects (N, *{shape})")
+    sig = Signal.canonical((), shape, delay=0)
+    flat = np.asarray(b.inputs, np.float64).reshape(len(b.inputs), -1)[:, sig.perm]
+    stream = np.repeat(flat.reshape(len(b.inputs), *sig.lava_shape), b.T, axis=0)
+    b.source = RingBuffer(data=np.ascontiguousarray(np.moveaxis(stream, 0, -1)))
+    return Signal.canonical((b.source.s_out,), shape, delay=0)
+
+
+@lowers(nir.Affine, nir.Linear)
+def lower_affine(b: Builder, name: str, node, x: Signal) -> Signal:
+    """Dense with the weight columns permuted to Lava's input order; the bias rides on as an offset."""
+    weight = np.asarray(node.weight, np.float64)
+    dense = Dense(weights=weight[:, x.perm], num_message_bits=GRADED, name=name)
+    _connect(x, dense.s_in)
+    b.count_events(name, x)
+    offset = None if x.offset is None else weight @ np.asarray(x.offset, np.float64).reshape(-1)
+    if isinstance(node, nir.Affine):
+        offset = np.asarray(node.bias, np.float64) + (0.0 if offset is None else offset)
+    return Signal.canonical((dense.a_out,), (weight.shape[0],), delay=x.delay + 1, offset=offset)
+
+
+def _conv_padding(name: str, node: nir.Conv2d, kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    if isinstance(node.padding, str):
+        if node.padding == "valid":
+            return 0, 0
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        if any(t % 2 for t in total):
+            raise Unsupported(f"node {name!r}: padding 'same' with kernel {kernel} needs asymmetric padding, "
+                              "which Lava's Conv cannot express")
+        return total[0] // 2, total[1] // 2
+    return _pair(node.padding)
+
+
+@lowers(nir.Conv2d)
+def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
+    """Lava Conv: torch weight (C_out, C_in/g, kH, kW) becomes (C_out, kW, kH, C_in/g), spatially flipped
+    because Lava convolves where torch correlates; stride, padding and dilation become (W, H) order."""
+    if not x.is_canonical or len(x.torch_shape) != 3:
+        raise Unsupported(f"node {name!r}: Conv2d needs a (C, H, W) input, got a tensor of shape {x.torch_shape}")
+    weight = np.asarray(node.weight, np.float64)
+    kernel = (weight.shape[2], weight.shape[3])
+    stride, dilation, groups = _pair(node.stride), _pair(node.dilation), int(node.groups)
+    padding = _conv_padding(name, node, kernel, dilation)
+    if max(*kernel, *stride, *padding, *dilation, groups) > INT8:
+        raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride {stride}, padding {padding}, "
+                          f"dilation {dilation} and groups {groups} as int8; values above {INT8} are not supported")
+    lava_weight = np.ascontiguousarray(weight.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
+    conv = Conv(weight=lava_weight, input_shape=x.lava_shape, padding=padding[::-1], stride=stride[::-1],
+                dilation=dilation[::-1], groups=groups, num_message_bits=GRADED, name=name)
+    out_shape = b.view.shape(name)
+    out = Signal.canonical((conv.a_out,), out_shape, delay=x.delay + 1)
+    if tuple(conv.output_shape) != out.lava_shape:
+        raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(conv.output_shape)}, NIR says {out_shape}")
+    _connect(x, conv.s_in)
+    b.count_events(name, x)
+    bias = np.asarray(node.bias, np.float64).reshape(-1, 1, 1) * np.ones(out_shape)
+    if x.offset is not None:
+        const = torch.as_tensor(np.asarray(x.offset, np.float64).reshape(1, *x.torch_shape))
+        bias = bias + F.conv2d(const, torch.as_tensor(weight), stride=stride, padding=padding, dilation=dilation,
+                               groups=groups)[0].numpy()
+    return Signal.canonical(out.ports, out_shape, delay=out.delay, offset=bias if np.any(bias) else None)
+
+
+@lowers(nir.AvgPool2d, nir.SumPool2d)
+def lower_pool(b: Builder, name: str, node, x: Signal) -> Signal:
+    """`Pool2d` process; torch `avg_pool2d` with zero padding counted, or its sum."""
+    if not x.is_canonical or len(x.torch_shape) != 3:
+        raise Unsupported(f"node {name!r}: pooling needs a (C, H, W) input, got a tensor of shape {x.torch_shape}")
+    kernel, stride, padding = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+    divisor = 1.0 if isinstance(node, nir.SumPool2d) else float(kernel[0] * kernel[1])
+    proc = Pool2d(input_shape=x.lava_shape, kernel=kernel[::-1], stride=stride[::-1], padding=padding[::-1],
+                  divisor=divisor, name=name, error_dir=b.workdir)
+    _connect(x, proc.a_in)
+    out_shape = b.view.shape(name)
+    offset = None
+    if x.offset is not None:
+        const = torch.as_tensor(np.asarray(x.offset, np.float64).reshape(1, *x.torch_shape))
+        offset = F.avg_pool2d(const, kernel, stride, padding, count_include_pad=True)[0].numpy()
+        offset = offset * (kernel[0] * kernel[1] / divisor)
+    out = Signal.canonical((proc.a_out,), out_shape, delay=x.delay, offset=offset)
+    if tuple(proc.output_shape) != out.lava_shape:
+        raise Unsupported(f"node {name!r}: pooling gives shape {tuple(proc.output_shape)}, NIR says {out_shape}")
+    return out
+
+
+@lowers(nir.Flatten)
+def lower_flatten(b: Builder, name: str, node: nir.Flatten, x: Signal) -> Signal:
+    """No process: the next InPort takes the ports reshaped; `perm` keeps torch's C-order in view."""
+    out_shape = b.view.shape(name)
+    n = int(np.prod(x.torch_shape))
+    if out_shape != (n,):
+        raise Unsupported(f"node {name!r}: only a Flatten of all non-batch dimensions is supported "
+                          f"({x.torch_shape} -> {out_shape})")
+    offset = None if x.offset is None else np.asarray(x.offset).reshape(-1)
+    return Signal(x.ports, (n,), (n,), x.perm, x.delay, offset)
+
+
+@lowers(nir.Scale)
+def lower_scale(b: Builder, name: str, node: nir.Scale, x: Signal) -> Signal:
+    """`Scale` process, elementwise within the step."""
+    proc = Scale(scale=x.to_lava(node.scale), name=name, error_dir=b.workdir)
+    _connect(x, proc.a_in)
+    offset = None if x.offset is None else np.asarray(node.scale, np.float64) * x.offset
+    return Signal((proc.a_out,), x.torch_shape, x.lava_shape, x.perm, x.delay, offset)
+
+
+@lowers(nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
+def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
+    """A `NeuronLayer` of the node's kind, with its reset and v_init from the spikeport metadata."""
+    kind = type(node).__name__
+    sem = neuron_semantics(name, node)
+    params = {k: getattr(node, k) for k in PARAMS[kind]}
+    layer = b.neuron_layer(name, kind, params, x, v_init=sem.v_init, subtract=sem.reset == "subtract")
+    return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
+
+
+@lowers(nir.Output)
+def lower_output(b: Builder, name: str, node: nir.Output, x: Signal) -> Signal:
+    """The network output: an integrator's final v, else the sum over T of what reaches Output."""
+    preds = b.view.preds[name]
+    if len(preds) == 1 and isinstance(b.view.node(preds[0]), (nir.I, nir.LI)):
+        b.output = b.layers[preds[0]]
+    else:
+        b.output = b.neuron_layer(name, "I", {"r": 1.0}, x)
+    return x

@@ -1,0 +1,161 @@
+"""One NIR neuron layer (IF, LIF, CubaLIF, I, LI) as a Lava process that runs many samples back to back.
+
+Its model calls the shared step functions of `backends.neurons`, so Lava and the reference simulator
+run one definition of each neuron (docs/nir-extensions.md, "Time step semantics").
+"""
+from __future__ import annotations
+
+import typing as ty
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backends import neurons
+from backends.lava.procs.guard import GuardedModel
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+SPIKING = ("IF", "LIF", "CubaLIF")
+KINDS = SPIKING + ("I", "LI")
+PARAMS = {
+    "IF": ("r", "v_threshold", "v_reset"),
+    "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+    "I": ("r",),
+    "LI": ("tau", "r", "v_leak"),
+}
+
+
+class NeuronLayer(AbstractProcess):
+    """A layer of neurons that runs `n_samples` windows of `T` steps, starting at step `offset`.
+
+    At global step g (0-based) the layer works on step (g - offset) % T of sample (g - offset) // T; at
+    the first step of each window every state is reset to its initial value (v := v_init, i := 0), so
+    no state leaks between samples. `offset` is the layer's delay behind the input in Lava. Outside
+    its windows the layer sends zeros. `error_dir`: see `GuardedModel`.
+
+    params: the NIR node's parameters in Lava layout (`PARAMS[kind]`); bias: a constant added to the
+    input every step (biases of upstream Affine/Conv2d nodes); v_init: membrane potential at the start
+    of each window. At the end of its last window the model writes `dump` (an .npz file) holding
+    `per_sample` (spikes per sample), `per_neuron` (spikes per neuron over all samples), `raster`
+    (spikes per sample and step, only when `record`) and, for integrators, `final` (v at each
+    window's last step).
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], kind: str, params: dict[str, np.ndarray], subtract: bool,
+                 dt: float, bias: np.ndarray, v_init: np.ndarray, T: int, n_samples: int, offset: int,
+                 record: bool, dump: str, name: str, error_dir: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"NeuronLayer kind must be one of {KINDS}, got {kind!r}")
+        missing = set(PARAMS[kind]) - set(params)
+        if missing:
+            raise ValueError(f"NeuronLayer {name!r} ({kind}) lacks parameter(s) {sorted(missing)}")
+        arrays = {k: np.broadcast_to(np.asarray(params[k], np.float64), shape).copy() for k in PARAMS[kind]}
+        super().__init__(shape=tuple(shape), kind=kind, params=arrays, subtract=bool(subtract), dt=float(dt),
+                         bias=np.broadcast_to(np.asarray(bias, np.float64), shape).copy(),
+                         v_init=np.broadcast_to(np.asarray(v_init, np.float64), shape).copy(),
+                         T=int(T), n_samples=int(n_samples), offset=int(offset), record=bool(record),
+                         dump=str(dump), name=name, error_dir=str(error_dir))
+        self.a_in = InPort(shape=tuple(shape))
+        self.s_out = OutPort(shape=tuple(shape))
+
+
+class _Dynamics(ty.NamedTuple):
+    """`init()` gives a fresh state; `step(state, x)` gives (new state, output: spikes, or v for integrators)."""
+
+    init: ty.Callable[[], ty.Any]
+    step: ty.Callable[[ty.Any, torch.Tensor], tuple[ty.Any, torch.Tensor]]
+
+
+def dynamics(kind: str, params: dict[str, np.ndarray], subtract: bool, dt: float, v_init: np.ndarray) -> _Dynamics:
+    """State initialiser and step function of one neuron kind, built on `backends.neurons`."""
+    p = {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in params.items()}
+    v0 = torch.from_numpy(np.asarray(v_init, np.float64))
+    if kind == "IF":
+        prm = neurons.IFParams(p["r"], p["v_threshold"], p["v_reset"], subtract)
+        return _Dynamics(v0.clone, lambda v, x: neurons.if_step(v, x, prm))
+    if kind == "LIF":
+        prm = neurons.LIFParams(p["tau"], p["r"], p["v_leak"], p["v_threshold"], p["v_reset"], subtract)
+        return _Dynamics(v0.clone, lambda v, x: neurons.lif_step(v, x, prm, dt))
+    if kind == "CubaLIF":
+        prm = neurons.CubaLIFParams(p["tau_syn"], p["tau_mem"], p["r"], p["v_leak"], p["v_threshold"],
+                                    p["v_reset"], p["w_in"], subtract)
+        return _Dynamics(lambda: (torch.zeros_like(v0), v0.clone()),
+                         lambda s, x: neurons.cubalif_step(s, x, prm, dt))
+    if kind == "I":
+
+        def integrate(v, x):
+            v = neurons.integrator_step(v, x, p["r"])
+            return v, v
+        return _Dynamics(v0.clone, integrate)
+    if kind == "LI":
+        prm = neurons.LIParams(p["tau"], p["r"], p["v_leak"])
+
+        def leak(v, x):
+            v = neurons.li_step(v, x, prm, dt)
+            return v, v
+        return _Dynamics(v0.clone, leak)
+    raise ValueError(f"no dynamics for neuron kind {kind!r}")
+
+
+@implements(proc=NeuronLayer, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyNeuronLayerModelFloat(GuardedModel):
+    """Floating-point model of `NeuronLayer`: windowed reset, the neuron step, per-window bookkeeping."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    out_port = "s_out"
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        torch.set_num_threads(1)  # this OS process was forked; keep torch off its thread pool
+        pp = self.proc_params
+        self.kind, self.T, self.n, self.offset = pp["kind"], pp["T"], pp["n_samples"], pp["offset"]
+        self.dump_path = Path(pp["dump"])
+        self.dyn = dynamics(self.kind, pp["params"], pp["subtract"], pp["dt"], pp["v_init"])
+        self.bias = torch.from_numpy(pp["bias"])
+        self.state = self.dyn.init()
+        self.out_shape = tuple(pp["shape"])
+        self.spiking = self.kind in SPIKING
+        self.per_sample = np.zeros(self.n)
+        self.per_neuron = np.zeros(self.out_shape)
+        self.raster = np.zeros((self.n, self.T, *self.out_shape), np.int8) if pp["record"] and self.spiking else None
+        self.final = None if self.spiking else np.zeros((self.n, *self.out_shape))
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        k = self.time_step - 1 - self.offset
+        if not 0 <= k < self.n * self.T:
+            return np.zeros(self.out_shape)
+        sample, t = divmod(k, self.T)
+        if t == 0:
+            self.state = self.dyn.init()
+        self.state, y = self.dyn.step(self.state, torch.from_numpy(x) + self.bias)
+        out = y.numpy()
+        if self.spiking:
+            self.per_sample[sample] += np.abs(out).sum()
+            self.per_neuron += np.abs(out)
+            if self.raster is not None:
+                self.raster[sample, t] = out
+        elif t == self.T - 1:
+            self.final[sample] = out
+        if k == self.n * self.T - 1:
+            self._dump()
+        return out
+
+    def _dump(self) -> None:
+        arrays = {"per_sample": self.per_sample, "per_neuron": self.per_neuron}
+        if self.raster is not None:
+            arrays["raster"] = self.raster
+        if self.final is not None:
+            arrays["final"] = self.final
+        tmp = self.dump_path.with_suffix(".part.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(self.dump_path)
