@@ -35,7 +35,7 @@ def _positive(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.convert import METHODS
+    from pipeline.convert import method_names
     from pipeline.models import MODEL_NAMES
 
     parser = argparse.ArgumentParser(prog="spikeport", description="Convert PyTorch networks to spiking networks, "
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", parents=[common], help="convert a trained ANN into a spiking NIR graph")
     p.add_argument("--checkpoint", required=True, help="checkpoint from `spikeport train`, or a state_dict with --model")
     p.add_argument("--model", default=None, help="package.module:factory building your own torch model")
-    p.add_argument("--method", default="robustnorm", choices=sorted(METHODS))
+    p.add_argument("--method", default="robustnorm", choices=method_names())
     p.add_argument("--percentile", type=float, default=99.9, help="percentile for robustnorm")
     p.add_argument("--calib-samples", type=_positive, default=None, help="training samples used for calibration")
     p.add_argument("--out", default="out/model.nir")
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--epochs", type=_positive, default=30)
-    p.add_argument("--method", default="robustnorm", choices=sorted(METHODS))
+    p.add_argument("--method", default="robustnorm", choices=method_names())
     p.add_argument("--lava-samples", type=_positive, default=None, help="test samples run on Lava (default all)")
     p.add_argument("--seed", type=int, default=0)
     return parser

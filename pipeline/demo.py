@@ -11,7 +11,7 @@ from pathlib import Path
 
 import backends
 from pipeline.atomic import write_json, write_nir, write_text
-from pipeline.convert import METHODS, convert
+from pipeline.convert import convert, get_method
 from pipeline.data import load_dataset
 from pipeline.energy import energy_report
 from pipeline.hwconfig import load_hwconfig
@@ -114,7 +114,7 @@ def _row(run, labels, ref) -> dict:
 
 def _report(results: dict, energy_md: str) -> str:
     ann = results["ann"]["accuracy"]
-    method = METHODS[results["method"]]
+    method = get_method(results["method"])
     return "\n\n".join([
         "# spikeport demo report",
         f"Model `{results['model']}` on `{results['dataset']['name']}` ({results['dataset']['train']} train / "

@@ -17,11 +17,12 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from backends.graph import analyse
 from backends.nirext import graph_metadata, neuron_metadata
+from pipeline.activations import SpikingActivation
 from pipeline.errors import ConversionError, UnsupportedLayer
 
 SUPPORTED_MODULES = (
     nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-    nn.Flatten, nn.Identity, nn.Dropout,
+    nn.Flatten, nn.Identity, nn.Dropout, SpikingActivation,
 )
 _ADD_FUNCTIONS = (operator.add, torch.add)
 _RELU_FUNCTIONS = (torch.relu, torch.nn.functional.relu)
@@ -41,6 +42,7 @@ class TracedGraph:
     graph: nir.NIRGraph
     activations: dict[str, str] = field(default_factory=dict)
     module: torch.fx.GraphModule | None = None
+    neuron_modules: dict[str, nn.Module] = field(default_factory=dict)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -64,6 +66,7 @@ class _Builder:
         self.edges: list[tuple[str, str]] = []
         self.sources: dict[str, list[str]] = {}
         self.activations: dict[str, str] = {}
+        self.neuron_modules: dict[str, nn.Module] = {}
         self.weighted_users: dict[str, int] = {}
 
     def emit(self, name: str, node: nir.NIRNode, inputs: list[str]) -> list[str]:
@@ -120,7 +123,8 @@ class _Builder:
             return self.emit(n.name, nir.Affine(weight=_np(mod.weight), bias=bias), src)
         if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             return self.fold_batchnorm(n, mod)
-        if isinstance(mod, nn.ReLU):
+        if isinstance(mod, (nn.ReLU, SpikingActivation)):
+            self.neuron_modules[n.name] = mod
             return self.neuron(n)
         if isinstance(mod, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             return self.avgpool(n, mod, src)
@@ -208,6 +212,13 @@ class _Builder:
         return self.emit("output", nir.Output(output_type={"output": np.array(shape)}), src)
 
 
+class _Tracer(torch.fx.Tracer):
+    """Keeps spikeport's trainable activations as single call_module nodes (they become IF layers)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, SpikingActivation) or super().is_leaf_module(m, qualname)
+
+
 def trace(model: nn.Module, input_shape: tuple[int, ...], method: str = "", source: str = "") -> TracedGraph:
     """NIR graph of `model` (eval mode) for inputs of `input_shape` (no batch), BN folded, thresholds 1."""
     model = model.eval()
@@ -218,7 +229,7 @@ def trace(model: nn.Module, input_shape: tuple[int, ...], method: str = "", sour
         raise UnsupportedLayer(f"layer {name!r} ({type(mod).__name__}) is not supported; supported layers: "
                                f"{supported_layers()}")
     try:
-        gm = torch.fx.symbolic_trace(model)
+        gm = torch.fx.GraphModule(model, _Tracer().trace(model))
     except Exception as err:  # fx raises many types for untraceable code
         raise ConversionError(f"torch.fx cannot trace the model ({type(err).__name__}: {err}); the converter "
                               "needs a model whose forward has no data-dependent control flow") from None
@@ -228,4 +239,4 @@ def trace(model: nn.Module, input_shape: tuple[int, ...], method: str = "", sour
     graph = builder.build()
     graph.metadata = graph_metadata(method, source=source)
     analyse(graph)
-    return TracedGraph(graph=graph, activations=builder.activations, module=gm)
+    return TracedGraph(graph=graph, activations=builder.activations, module=gm, neuron_modules=builder.neuron_modules)

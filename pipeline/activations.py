@@ -1,0 +1,26 @@
+"""Trainable activations that a conversion method puts in place of ReLU before training.
+
+Each converts to one IF layer; `scale()` is the activation value that maps to a spike at every step.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SpikingActivation(nn.Module):
+    """Base class: the tracer turns every instance into an IF node whose balancing scale is `scale()`."""
+
+    def scale(self) -> torch.Tensor:
+        """lambda of this layer: a scalar tensor (layer-wise) or one value per channel, shape (C, 1, 1)."""
+        raise NotImplementedError
+
+
+def replace_relus(model: nn.Module, factory) -> nn.Module:
+    """Replace every nn.ReLU module of `model` in place by `factory(name)`; returns `model`."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, factory(name))
+        else:
+            replace_relus(child, factory)
+    return model

@@ -1,0 +1,4 @@
+"""The papers' conversion and training methods, one module each; importing this package registers them.
+
+Each module calls `pipeline.convert.register(Method(...))`.
+"""
