@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=32)
     _add_data_args(p)
 
+    p = sub.add_parser("sweep", parents=[common], help="conversion methods x time steps on one model: table, JSON, plot")
+    p.add_argument("--checkpoint", default=None, help="ANN checkpoint from `spikeport train` (default: train --model)")
+    p.add_argument("--model", default="digits-cnn", choices=MODEL_NAMES, help="zoo model trained when no checkpoint")
+    p.add_argument("--epochs", type=_positive, default=30, help="ANN training epochs when no checkpoint")
+    p.add_argument("--methods", default="maxnorm,robustnorm",
+                   help="comma-separated METHOD[:GRANULARITY] entries, e.g. maxnorm:channel,dnisnm")
+    p.add_argument("--T", type=_positive, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128])
+    p.add_argument("--method-epochs", type=_positive, default=10, help="fine-tuning epochs for methods that train")
+    p.add_argument("--out", default="out/sweep")
+    _add_data_args(p)
+
     p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--epochs", type=_positive, default=30)
@@ -153,6 +164,28 @@ def cmd_energy(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from pipeline.data import load_dataset
+    from pipeline.modelio import load_model
+    from pipeline.models import build_model
+    from pipeline.sweep import SweepConfig, run_sweep
+    from pipeline.train import TrainConfig, train_ann
+    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    if args.checkpoint:
+        ann, _ = load_model(args.checkpoint)
+    else:
+        ann = build_model(args.model, ds.input_shape, ds.num_classes)
+        train_ann(ann, ds.train_x, ds.train_y, ds.test_x, ds.test_y,
+                  TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device), progress=not args.quiet)
+        ann = ann.cpu().eval()
+    cfg = SweepConfig(out=Path(args.out), methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+                      T_values=tuple(args.T), method_epochs=args.method_epochs, seed=args.seed, device=args.device,
+                      progress=not args.quiet, limit=args.limit)
+    run_sweep(ann, ds, cfg)
+    print(f"wrote {cfg.out / 'report.md'}, {cfg.out / 'results.json'}, {cfg.out / 'accuracy_vs_T.png'}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from pipeline.demo import DemoConfig, run_demo
     run_demo(DemoConfig(out=Path(args.out), method=args.method, epochs=args.epochs, lava_samples=args.lava_samples,
@@ -161,7 +194,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
-            "demo": cmd_demo}
+            "sweep": cmd_sweep, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,64 @@
+"""Channel- and neuron-wise balancing against numpy statistics and the ANN; the sweep's files and table."""
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import backends
+from pipeline.calibrate import activation_scales
+from pipeline.convert import convert
+from pipeline.sweep import SweepConfig, run_sweep
+from pipeline.trace import trace
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 5, 4)).eval()
+
+
+def test_channel_and_neuron_scales_equal_numpy_statistics():
+    model, x = _net(), torch.rand(50, 1, 4, 5)
+    traced = trace(model, (1, 4, 5))
+    with torch.no_grad():
+        act = F.relu(model[0](x)).numpy()
+    (node,) = traced.activations
+    ch = activation_scales(traced.module, traced.activations, x, "max", granularity="channel")[node]
+    np.testing.assert_allclose(ch, act.max(axis=(0, 2, 3)), rtol=1e-6)
+    ne = activation_scales(traced.module, traced.activations, x, "max", granularity="neuron")[node]
+    np.testing.assert_allclose(ne, np.where(act.max(0) > 0, act.max(0), 1.0), rtol=1e-6)
+    p = activation_scales(traced.module, traced.activations, x, "percentile", percentile=50, granularity="channel")[node]
+    expect = [np.percentile(act[:, c][act[:, c] > 0], 50) for c in range(3)]
+    np.testing.assert_allclose(p, expect, rtol=1e-6)
+
+
+def test_channel_weight_form_and_neuron_threshold_form_track_the_ann():
+    """Both balanced graphs, run long, give output/T close to the ANN logits (rate coding, error ~1/T)."""
+    model, x = _net(), torch.rand(40, 1, 4, 5)
+    with torch.no_grad():
+        ann = model(x).numpy()
+    for granularity in ("channel", "neuron"):
+        g = convert(model, (1, 4, 5), x, method="maxnorm", granularity=granularity)
+        if granularity == "neuron":
+            assert any(isinstance(n, nir.Scale) for n in g.nodes.values())  # spikes scaled by theta
+        run = backends.get("reference").run(g, x.numpy(), 1000)
+        np.testing.assert_allclose(run.outputs / 1000, ann, atol=0.01 * np.abs(ann).max())
+
+
+def test_sweep_writes_table_json_plot_and_nir(tmp_path, digits, digits_model):
+    cfg = SweepConfig(out=tmp_path, methods=("maxnorm", "maxnorm:channel"), T_values=(2, 8), progress=False, limit=60)
+    res = run_sweep(digits_model, digits, cfg, log=lambda *_: None)
+    assert [(r["label"], r["T"]) for r in res["runs"]] == [("maxnorm", 2), ("maxnorm", 8), ("maxnorm:channel", 2),
+                                                           ("maxnorm:channel", 8)]
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["runs"] == json.loads(json.dumps(res["runs"]))
+    direct = backends.get("reference").run(nir.read(tmp_path / "maxnorm.nir", type_check=False),
+                                           digits.test_x[:60].numpy(), 8)
+    assert direct.accuracy(digits.test_y[:60].numpy()) == res["runs"][1]["accuracy"]  # file == what was measured
+    report = (tmp_path / "report.md").read_text()
+    assert "| maxnorm:channel |" in report and "T=8" in report
+    assert (tmp_path / "accuracy_vs_T.png").stat().st_size > 1000
