@@ -32,7 +32,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q --run-slow $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.methods_digits
 
 clean:
 	rm -rf $(VENV) out

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="package.module:factory building your own torch model")
     p.add_argument("--method", default="robustnorm", choices=method_names())
     p.add_argument("--percentile", type=float, default=99.9, help="percentile for robustnorm")
+    p.add_argument("--granularity", default="layer", choices=["layer", "channel", "neuron"],
+                   help="one threshold scale per layer, channel or neuron (maxnorm, robustnorm)")
+    p.add_argument("--T", type=_positive, default=None, help="time budget, for methods whose graph depends on it")
     p.add_argument("--calib-samples", type=_positive, default=None, help="training samples used for calibration")
     p.add_argument("--out", default="out/model.nir")
     _add_data_args(p)
@@ -127,6 +130,10 @@ def cmd_convert(args) -> int:
     ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
     calib = ds.train_x if args.calib_samples is None else ds.train_x[:args.calib_samples]
     options = {"percentile": args.percentile} if args.method == "robustnorm" else {}
+    if args.method in ("maxnorm", "robustnorm"):
+        options["granularity"] = args.granularity
+    if args.T is not None:
+        options["T"] = args.T
     graph = convert(model, ds.input_shape, calib, method=args.method, source=str(args.checkpoint),
                     progress=not args.quiet, **options)
     path = write_nir(args.out, graph)

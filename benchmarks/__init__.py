@@ -1,0 +1,1 @@
+"""Benchmarks: each script measures in one run and writes its section of docs/benchmarks.md."""
