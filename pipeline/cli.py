@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_nir", metavar="MODEL.nir")
     p.add_argument("--target", default="cmos45nm", help="hwconfig name (hwconfigs/NAME.toml) or path")
     p.add_argument("--T", type=_positive, default=32)
+    p.add_argument("--data-movement", action="store_true",
+                   help="add the data-movement term (Joint A-SNN Sec. 5.4), in separate columns")
+    p.add_argument("--memory-level", default="cache_8kb",
+                   choices=("cache_8kb", "cache_32kb", "cache_1mb", "dram_min", "dram_max"),
+                   help="memory level of the hwconfig [memory] table that prices data movement")
+    p.add_argument("--plot", default=None, metavar="PATH", help="also write a per-layer stacked bar plot (PNG)")
     _add_data_args(p)
 
     p = sub.add_parser("sweep", parents=[common], help="conversion methods x time steps on one model: table, JSON, plot")
@@ -167,7 +173,12 @@ def cmd_energy(args) -> int:
     hw = load_hwconfig(args.target)
     _, x, _ = _test_data(args)
     run = backends.get("reference").run(graph, x, args.T, progress=not args.quiet)
-    print(energy_report(graph, run, hw, args.T).to_markdown())
+    report = energy_report(graph, run, hw, args.T, data_movement=args.data_movement, memory_level=args.memory_level)
+    print(report.to_markdown())
+    if args.plot:
+        from pipeline.report import energy_plot
+        title = f"energy per inference, {hw.name}, T={args.T}" + (", with data movement" if args.data_movement else "")
+        print(f"wrote {energy_plot(args.plot, report.to_dict()['layers'], title)}")
     return 0
 
 

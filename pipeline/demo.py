@@ -80,7 +80,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     hw = load_hwconfig(cfg.target)
     energy_run = ref_runs.get(cfg.energy_T) or reference.run(graph, x, cfg.energy_T)
-    energy = energy_report(graph, energy_run, hw, cfg.energy_T)
+    energy = energy_report(graph, energy_run, hw, cfg.energy_T, data_movement=True)
     say(f"energy ({hw.name}, T={cfg.energy_T}): ANN {energy.ann_joules_per_inference * 1e9:.1f} nJ, "
         f"SNN {energy.snn_joules_per_inference * 1e9:.1f} nJ per inference")
 

@@ -49,18 +49,37 @@ def accuracy_plot(path, runs: list[dict], ann_accuracy: float, title: str) -> Pa
 
 
 def energy_plot(path, layers: list[dict], title: str) -> Path:
-    """Per-layer energy, ANN beside SNN, in microjoules per inference."""
-    names = [row["name"] for row in layers]
-    ann = [1e6 * row["ann_joules"] for row in layers]
-    snn = [1e6 * row["snn_joules"] for row in layers]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    pos = range(len(names))
-    ax.bar([p - 0.2 for p in pos], ann, width=0.4, label="ANN (MAC)")
-    ax.bar([p + 0.2 for p in pos], snn, width=0.4, label="SNN (MAC first layer, AC after)")
-    ax.set_xticks(list(pos), names, rotation=30, ha="right")
+    """Per-layer energy per inference in µJ, ANN bar beside SNN bar, each stacked by component.
+
+    `layers` are `EnergyReport.to_dict()["layers"]`. ANN: MAC, data movement; SNN: MAC, AC, neuron update,
+    data movement. Components a row lacks (no run, no data movement, older rows) are drawn as zero.
+    """
+    import numpy as np
+
+    def col(key):
+        return np.array([1e6 * (row.get(key) or 0.0) for row in layers])
+    ann_mac = col("ann_joules")
+    snn_ac, snn_nu = col("snn_ac_joules"), col("snn_neuron_joules")
+    snn_mac = col("snn_mac_joules") if any("snn_mac_joules" in r for r in layers) else col("snn_joules") - snn_ac - snn_nu
+    stacks = [  # (offset, label, values, colour); ANN left, SNN right, same colour per component
+        (-0.2, "MAC", ann_mac, "tab:blue"), (-0.2, "data movement", col("ann_movement_joules"), "tab:gray"),
+        (0.2, "MAC", snn_mac, "tab:blue"), (0.2, "AC", snn_ac, "tab:orange"),
+        (0.2, "neuron update", snn_nu, "tab:green"), (0.2, "data movement", col("snn_movement_joules"), "tab:gray"),
+    ]
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(layers) + 2), 4.5))
+    pos = np.arange(len(layers))
+    bottoms, seen = {-0.2: np.zeros(len(layers)), 0.2: np.zeros(len(layers))}, set()
+    for offset, label, values, colour in stacks:
+        if not values.any():
+            continue
+        ax.bar(pos + offset, values, width=0.4, bottom=bottoms[offset], color=colour,
+               hatch="//" if offset > 0 else None, edgecolor="white", label=None if label in seen else label)
+        bottoms[offset] = bottoms[offset] + values
+        seen.add(label)
+    ax.set_xticks(list(pos), [row["name"] for row in layers], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("energy per inference (µJ)")
-    ax.set_title(title)
-    ax.legend()
+    ax.set_title(f"{title}\nleft bar ANN, right (hatched) bar SNN")
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

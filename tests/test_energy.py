@@ -191,7 +191,8 @@ def test_residual_fan_in_adds_are_listed_not_charged():
     run = ReferenceBackend().run(graph, rng.random((2, 1, 6, 6)), T=4)
     row = _row(energy_report(graph, run, "cmos45nm"), "if2")
     assert row.ann_adds == 2 * 6 * 6 and row.ann_macs == 0
-    assert row.ann_joules == 0 and row.snn_joules == 0
+    assert row.ann_joules == 0 and row.snn_macs == row.snn_acs == 0
+    assert row.snn_joules == row.snn_neuron_joules   # the IF node pays its neuron updates, not the residual adds
 
 
 def test_energies_are_counts_times_toml_constants():
@@ -200,15 +201,16 @@ def test_energies_are_counts_times_toml_constants():
     run = ReferenceBackend().run(graph, rng.random((3, 2, 7, 9)) * 2, T=4)
     report = energy_report(graph, run, "cmos45nm")
     energy = tomllib.loads(CMOS45NM.read_text())["energy"]
-    mac, ac = energy["mac_pj"] * 1e-12, energy["ac_pj"] * 1e-12
+    mac, ac, nu = energy["mac_pj"] * 1e-12, energy["ac_pj"] * 1e-12, energy["neuron_update_pj"] * 1e-12
     ann = sum(r.ann_macs for r in report.layers) * mac
-    snn = sum(r.snn_macs for r in report.layers) * mac + sum(r.snn_acs for r in report.layers) * ac
+    snn = (sum(r.snn_macs for r in report.layers) * mac + sum(r.snn_acs for r in report.layers) * ac
+           + sum(r.snn_neuron_updates for r in report.layers) * nu)
     assert report.ann_joules_per_inference == pytest.approx(ann, rel=1e-12)
     assert report.snn_joules_per_inference == pytest.approx(snn, rel=1e-12)
     assert report.ratio == pytest.approx(ann / snn) and report.energy_drop == pytest.approx((snn - ann) / ann)
     for r in report.layers:
         assert r.ann_joules == pytest.approx(r.ann_macs * mac)
-        assert r.snn_joules == pytest.approx(r.snn_macs * mac + r.snn_acs * ac)
+        assert r.snn_joules == pytest.approx(r.snn_macs * mac + r.snn_acs * ac + r.snn_neuron_updates * nu)
 
 
 def test_report_serialises_and_prints_assumptions():
@@ -238,3 +240,167 @@ def test_refuses_what_it_cannot_count():
     run.input_events = None
     with pytest.raises(ValueError, match="input_events"):
         energy_report(graph, run, "cmos45nm")
+
+
+# --- ANN counts of the CIFAR networks against torch's FLOP counter -------------------------------------------
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "resnet20"])
+def test_cifar_ann_macs_equal_torch_flop_counter(name):
+    """Convention: a MAC is one multiply-accumulate of a conv or linear layer; BN is folded into the conv
+    (FlopCounterMode does not count BN either), bias additions, ReLU, pooling and residual adds are not MACs.
+    FlopCounterMode counts 2 FLOPs per MAC for aten.convolution and aten.addmm/mm, so MACs = FLOPs / 2."""
+    from pipeline.convert import convert
+    from pipeline.models import build_model
+    torch.manual_seed(0)
+    model = build_model(name, (3, 32, 32), 10).eval()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 32, 32))
+    flops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    assert set(flops) <= {"aten.convolution", "aten.addmm", "aten.mm"}
+    graph = convert(model, (3, 32, 32), torch.rand(8, 3, 32, 32), method="maxnorm")
+    report = ann_energy(graph, "cmos45nm")
+    conv = sum(r.ann_macs for r in report.layers if r.kind == "Conv2d")
+    dense = sum(r.ann_macs for r in report.layers if r.kind in ("Affine", "Linear"))
+    assert counter.get_total_flops() % 2 == 0
+    assert conv * 2 == flops["aten.convolution"]
+    assert dense * 2 == flops.get("aten.addmm", 0) + flops.get("aten.mm", 0)
+    assert sum(r.ann_macs for r in report.layers) == counter.get_total_flops() // 2
+    # neuron states: one per ReLU output of the torch model plus the integrating classifier outputs
+    relu_outputs = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: relu_outputs.append(out[0].numel()))
+             for m in model.modules() if isinstance(m, nn.ReLU)]
+    model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    assert sum(r.neurons for r in report.layers) == sum(relu_outputs) + 10
+
+
+# --- neuron updates ------------------------------------------------------------------------------------------
+
+def test_neuron_updates_are_neurons_times_steps_priced_from_toml():
+    rng = np.random.default_rng(10)
+    graph = _spiking_conv_net(rng)
+    T = 5
+    run = ReferenceBackend().run(graph, rng.random((3, 2, 7, 9)) * 2, T=T)
+    report = energy_report(graph, run, "cmos45nm")
+    energy = tomllib.loads(CMOS45NM.read_text())["energy"]
+    hand = {"if0": 2 * 7 * 9 * T, "if1": 3 * 4 * 5 * T, "acc": 4 * T}
+    got = {r.name: r.snn_neuron_updates for r in report.layers if r.snn_neuron_updates}
+    assert got == hand
+    assert all(r.snn_neuron_updates == 0 for r in report.layers if r.name not in hand)
+    for r in report.layers:
+        assert r.snn_neuron_joules == pytest.approx(hand.get(r.name, 0) * energy["neuron_update_pj"] * 1e-12, rel=1e-12)
+        assert r.snn_joules == pytest.approx(r.snn_macs * energy["mac_pj"] * 1e-12 + r.snn_acs * energy["ac_pj"] * 1e-12
+                                             + r.snn_neuron_joules, rel=1e-12)
+        assert r.ann_joules == pytest.approx(r.ann_macs * energy["mac_pj"] * 1e-12)   # the ANN pays no neuron update
+    text = report.to_markdown()
+    assert "SNN neuron updates" in text and any("Neuron updates: one per neuron per time step" in a
+                                                 for a in report.assumptions)
+
+
+def test_neuron_updates_without_a_figure_are_counted_not_charged(tmp_path):
+    text = CMOS45NM.read_text().replace("\nneuron_update_pj", "\n# neuron_update_pj")
+    hw = tmp_path / "cmos45nm.toml"
+    hw.write_text(text)
+    rng = np.random.default_rng(11)
+    graph = _spiking_conv_net(rng)
+    report = energy_report(graph, ReferenceBackend().run(graph, rng.random((2, 2, 7, 9)), T=3), hw)
+    assert _row(report, "if1").snn_neuron_updates == 3 * 4 * 5 * 3 and _row(report, "if1").snn_neuron_joules == 0
+    assert any("counted (neurons x T per neuron layer) but not charged" in a for a in report.assumptions)
+
+
+# --- signed and threshold-scaled spikes ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [2.5, -2.5, np.array([1.0, -0.5, 3.0, -1.0])])
+def test_signed_and_threshold_scaled_spikes_count_as_one_ac_each(scale):
+    """Spikes of amplitude theta (threshold-scaled) or -theta (signed) reach the linear layer through a Scale
+    node; each non-zero input is one AC per synapse, never a MAC."""
+    rng = np.random.default_rng(12)
+    layers = [("if0", _if((4,), 0.6)), ("scale", nir.Scale(scale=np.broadcast_to(scale, (4,)).copy())),
+              ("lin", nir.Linear(weight=rng.normal(size=(3, 4)))), ("acc", _integrator(3))]
+    graph = _chain((4,), layers, (3,))
+    run = ReferenceBackend().run(graph, rng.random((5, 4)) * 2, T=6, record=True)
+    lin = _row(energy_report(graph, run, "cmos45nm"), "lin")
+    assert lin.snn_macs == 0
+    assert lin.snn_acs == pytest.approx(np.count_nonzero(run.spikes["if0"]) / 5 * 3, rel=1e-12)
+    signed = np.sign(np.broadcast_to(scale, (4,))) * rng.integers(0, 4, size=4)   # multi-valued, signed events
+    assert synaptic_ops(graph.nodes["lin"], (4,), (signed != 0).astype(float)) == np.count_nonzero(signed) * 3
+
+
+# --- data movement (Joint A-SNN Sec. 5.4) --------------------------------------------------------------------
+
+@pytest.mark.parametrize("level, key", [("cache_8kb", "cache_8kb_read_pj"), ("cache_1mb", "cache_1mb_read_pj"),
+                                        ("dram_max", "dram_access_max_pj")])
+def test_data_movement_equals_hand_computation_from_toml(level, key):
+    rng = np.random.default_rng(13)
+    graph = _spiking_conv_net(rng)
+    T, n = 4, 3
+    run = ReferenceBackend().run(graph, rng.random((n, 2, 7, 9)) * 2, T=T, record=True)
+    memory = tomllib.loads(CMOS45NM.read_text())["memory"]
+    per_bit = memory[key] * 1e-12 / memory["access_bits"]
+    neurons = {"if0": 2 * 7 * 9, "if1": 3 * 4 * 5, "acc": 4}
+    spikes = {"if0": np.count_nonzero(run.spikes["if0"]) / n, "if1": np.count_nonzero(run.spikes["if1"]) / n, "acc": 0}
+    ann_bits = {k: 2 * 32 * v for k, v in neurons.items()}                      # written once, read once
+    snn_bits = {k: 2 * 32 * v * T + 2 * 1 * spikes[k] for k, v in neurons.items()}  # potentials every step + spikes
+    report = energy_report(graph, run, "cmos45nm", data_movement=True, memory_level=level)
+    plain = energy_report(graph, run, "cmos45nm")
+    for r in report.layers:
+        assert r.ann_movement_bits == ann_bits.get(r.name, 0)
+        assert r.snn_movement_bits == pytest.approx(snn_bits.get(r.name, 0), rel=1e-12)
+        assert r.ann_movement_joules == pytest.approx(ann_bits.get(r.name, 0) * per_bit, rel=1e-12)
+        assert r.snn_movement_joules == pytest.approx(snn_bits.get(r.name, 0) * per_bit, rel=1e-12)
+    assert report.ann_movement_joules_per_inference == pytest.approx(sum(ann_bits.values()) * per_bit, rel=1e-12)
+    assert report.snn_movement_joules_per_inference == pytest.approx(sum(snn_bits.values()) * per_bit, rel=1e-12)
+    # compute energy is untouched by the data-movement term; the combined ratio adds both
+    assert report.ann_joules_per_inference == plain.ann_joules_per_inference
+    assert report.snn_joules_per_inference == plain.snn_joules_per_inference and report.ratio == plain.ratio
+    assert report.ratio_with_movement == pytest.approx(
+        (plain.ann_joules_per_inference + sum(ann_bits.values()) * per_bit)
+        / (plain.snn_joules_per_inference + sum(snn_bits.values()) * per_bit))
+    assert plain.ann_movement_joules_per_inference is None and _row(plain, "if1").snn_movement_joules is None
+    assert report.movement_by_level[level]["snn"] == pytest.approx(sum(snn_bits.values()) * per_bit, rel=1e-12)
+    text = report.to_markdown()
+    assert "SNN data movement" in text and "Joint A-SNN Sec. 5.4" in text and "SNN data movement" not in plain.to_markdown()
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_ann_only_data_movement_and_unknown_level():
+    rng = np.random.default_rng(14)
+    graph = _spiking_conv_net(rng)
+    report = ann_energy(graph, "cmos45nm", data_movement=True, memory_level="cache_32kb")
+    memory = tomllib.loads(CMOS45NM.read_text())["memory"]
+    bits = 2 * 32 * (2 * 7 * 9 + 3 * 4 * 5 + 4)
+    assert report.ann_movement_joules_per_inference == pytest.approx(bits / 64 * memory["cache_32kb_read_pj"] * 1e-12)
+    assert report.snn_movement_joules_per_inference is None and report.ratio_with_movement is None
+    with pytest.raises(ValueError, match="memory level"):
+        ann_energy(graph, "cmos45nm", data_movement=True, memory_level="l2")
+
+
+# --- plot and command line -----------------------------------------------------------------------------------
+
+def test_stacked_energy_plot_accepts_report_rows_and_old_rows(tmp_path):
+    from pipeline.report import energy_plot
+    rng = np.random.default_rng(15)
+    graph = _spiking_conv_net(rng)
+    run = ReferenceBackend().run(graph, rng.random((2, 2, 7, 9)), T=3)
+    layers = energy_report(graph, run, "cmos45nm", data_movement=True).to_dict()["layers"]
+    assert energy_plot(tmp_path / "a.png", layers, "t").stat().st_size > 0
+    old = [{"name": "l", "ann_joules": 1e-9, "snn_joules": 2e-10}]
+    assert energy_plot(tmp_path / "b.png", old, "t").stat().st_size > 0
+
+
+def test_cli_energy_with_data_movement_and_plot(tmp_path, capsys):
+    from pipeline.atomic import write_nir
+    from pipeline.cli import main
+    from pipeline.convert import convert
+    from pipeline.data import load_dataset
+    from pipeline.models import build_model
+    ds = load_dataset("digits")
+    torch.manual_seed(0)
+    model = build_model("digits-cnn", ds.input_shape, ds.num_classes).eval()
+    write_nir(tmp_path / "m.nir", convert(model, ds.input_shape, ds.train_x[:32], method="maxnorm"))
+    png = tmp_path / "e.png"
+    assert main(["energy", str(tmp_path / "m.nir"), "--T", "4", "--limit", "10", "--data-movement",
+                 "--memory-level", "cache_1mb", "--plot", str(png), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "SNN data movement" in out and "cache_1mb" in out and "Assumptions:" in out and png.stat().st_size > 0

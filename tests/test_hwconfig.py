@@ -57,7 +57,8 @@ def test_cmos45nm_holds_the_papers_constants():
     raw = tomllib.loads(CMOS45NM.read_text())
     assert (hw.energy.mac_pj, hw.energy.ac_pj) == (raw["energy"]["mac_pj"], raw["energy"]["ac_pj"]) == (4.6, 0.9)
     assert hw.arithmetic["fp32_mult_pj"] + hw.arithmetic["fp32_add_pj"] == pytest.approx(hw.energy.mac_pj)
-    assert hw.energy.neuron_update_pj is None
+    assert hw.energy.neuron_update_pj == raw["energy"]["neuron_update_pj"]
+    assert hw.energy.neuron_update_pj == pytest.approx(3 * hw.arithmetic["fp32_add_pj"])  # docs/energy.md
 
 
 def test_name_and_path_load_the_same_target():
