@@ -14,7 +14,7 @@ from pipeline.data import load_dataset
 from pipeline.models import build_model
 from pipeline.report import markdown_table
 from pipeline.sweep import DEFAULT_T, SweepConfig, run_sweep
-from pipeline.train import TrainConfig, train_ann
+from pipeline.train import TrainConfig, seed_everything, train_ann
 
 COMMAND = ".venv/bin/python -m benchmarks.methods_digits"
 WANTED = ("maxnorm", "robustnorm", "maxnorm:channel", "optimal-shift", "optimal-noshift", "rnl-ril", "dnisnm")
@@ -66,6 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     methods = tuple(m for m in WANTED if m.split(":")[0] in method_names())
     ds = load_dataset("digits", seed=0)
+    seed_everything(0)
     ann = build_model("digits-cnn", ds.input_shape, ds.num_classes)
     train_ann(ann, ds.train_x, ds.train_y, ds.test_x, ds.test_y, TrainConfig(epochs=args.epochs, seed=0), progress=False)
     t0 = time.perf_counter()

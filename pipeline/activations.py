@@ -16,11 +16,13 @@ class SpikingActivation(nn.Module):
         raise NotImplementedError
 
 
-def replace_relus(model: nn.Module, factory) -> nn.Module:
-    """Replace every nn.ReLU module of `model` in place by `factory(name)`; returns `model`."""
+def replace_relus(model: nn.Module, factory, prefix: str = "") -> nn.Module:
+    """Replace every nn.ReLU module of `model` in place by `factory(qualified_name)` (the dotted name
+    `named_modules` gives it); returns `model`."""
     for name, child in list(model.named_children()):
+        qualified = f"{prefix}{name}"
         if isinstance(child, nn.ReLU):
-            setattr(model, name, factory(name))
+            setattr(model, name, factory(qualified))
         else:
-            replace_relus(child, factory)
+            replace_relus(child, factory, prefix=f"{qualified}.")
     return model

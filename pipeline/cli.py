@@ -115,8 +115,9 @@ def _test_data(args):
 def cmd_train(args) -> int:
     from pipeline.data import load_dataset
     from pipeline.models import build_model
-    from pipeline.train import TrainConfig, save_checkpoint, train_ann
+    from pipeline.train import TrainConfig, save_checkpoint, seed_everything, train_ann
     ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    seed_everything(args.seed)
     model = build_model(args.model, ds.input_shape, ds.num_classes)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
     history = train_ann(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, cfg, progress=not args.quiet)
@@ -187,8 +188,9 @@ def cmd_sweep(args) -> int:
     from pipeline.modelio import load_model
     from pipeline.models import build_model
     from pipeline.sweep import SweepConfig, run_sweep
-    from pipeline.train import TrainConfig, train_ann
+    from pipeline.train import TrainConfig, seed_everything, train_ann
     ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    seed_everything(args.seed)
     if args.checkpoint:
         ann, _ = load_model(args.checkpoint)
     else:

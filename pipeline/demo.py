@@ -18,7 +18,7 @@ from pipeline.hwconfig import load_hwconfig
 from pipeline.models import build_model
 from pipeline.nirio import read_graph
 from pipeline.report import RUN_COLUMNS, accuracy_plot, energy_plot, environment, markdown_table
-from pipeline.train import TrainConfig, evaluate, save_checkpoint, train_ann
+from pipeline.train import TrainConfig, evaluate, save_checkpoint, seed_everything, train_ann
 
 
 @dataclass
@@ -45,6 +45,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     out = Path(cfg.out)
     ds = load_dataset("digits", seed=cfg.seed)
     say(f"data: digits, {len(ds.train_x)} train / {len(ds.test_x)} test samples of shape {ds.input_shape}")
+    seed_everything(cfg.seed)
     model = build_model("digits-cnn", ds.input_shape, ds.num_classes)
     t0 = time.perf_counter()
     history = train_ann(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y,

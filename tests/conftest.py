@@ -6,7 +6,7 @@ import torch
 
 from pipeline.data import load_dataset
 from pipeline.models import build_model
-from pipeline.train import TrainConfig, train_ann
+from pipeline.train import TrainConfig, seed_everything, train_ann
 
 
 def pytest_addoption(parser):
@@ -31,6 +31,7 @@ def digits():
 def digits_model(digits):
     """The demo's digits CNN, trained with the demo's settings (seeded, about 10 s on 2 cores)."""
     torch.set_num_threads(2)
+    seed_everything(0)
     model = build_model("digits-cnn", digits.input_shape, digits.num_classes)
     train_ann(model, digits.train_x, digits.train_y, digits.test_x, digits.test_y, TrainConfig(epochs=30, seed=0),
               progress=False)

@@ -2,3 +2,4 @@
 
 Each module calls `pipeline.convert.register(Method(...))`.
 """
+from pipeline.methods import optimal_shift  # noqa: F401
