@@ -17,6 +17,11 @@ class IFParams(NamedTuple):
     subtract: bool
 
 
+class SNMParams(NamedTuple):
+    r: torch.Tensor
+    v_threshold: torch.Tensor
+
+
 class LIFParams(NamedTuple):
     tau: torch.Tensor
     r: torch.Tensor
@@ -55,6 +60,26 @@ def fire(v: torch.Tensor, v_threshold, v_reset, subtract: bool) -> tuple[torch.T
 def if_step(v: torch.Tensor, x: torch.Tensor, p: IFParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrate-and-fire: v += r*x, then `fire`. Returns (new v, spikes)."""
     return fire(v + p.r * x, p.v_threshold, p.v_reset, p.subtract)
+
+
+def snm_step(state: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor,
+             p: SNMParams) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Signed neuron with memory (DNISNM, Wang et al. 2024, Eq. 19-23), with spikes in units of the threshold.
+
+    state = (v, m); m is the neuron's memory, the net number of spikes it has sent (positive minus negative).
+      v~ = v + r*x                                       (Eq. 19)
+      z  = +1 if v~ >= θ; -1 if v~ <= -θ and m > 0; else 0  (Eq. 20-21, θ+ = θ, θ- = -θ)
+      v  = v~ - θ z                                       (Eq. 22)
+      m  = m + z                                          (Eq. 23)
+    The paper's spike s = θ z and memory θ m; with θ > 0, m > 0 is the paper's memory condition.
+    Returns ((new v, new m), z); z is in {-1, 0, +1} and m >= 0 always.
+    """
+    v, m = state
+    v = v + p.r * x
+    pos = v >= p.v_threshold
+    neg = (v <= -p.v_threshold) & (m > 0) & ~pos
+    z = pos.to(v.dtype) - neg.to(v.dtype)
+    return (v - p.v_threshold * z, m + z), z
 
 
 def lif_step(v: torch.Tensor, x: torch.Tensor, p: LIFParams, dt: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,8 @@ KEY = "spikeport"
 VERSION = 1
 NEURON_TYPES = (nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
 SPIKING_TYPES = (nir.IF, nir.LIF, nir.CubaLIF)
-RESETS = ("zero", "subtract")
+RESETS = ("zero", "subtract", "signed-memory")
+SIGNED = "signed-memory"  # the signed neuron with memory of DNISNM (Wang et al. 2024, Eq. 19-23); IF only
 _NEURON_KEYS = {"version", "reset", "v_init"}
 _GRAPH_KEYS = {"version", "method", "encoding", "dt", "source"}
 
@@ -31,8 +32,14 @@ class NeuronSemantics:
 
     @property
     def fires_at_equality(self) -> bool:
-        """Reset by subtraction fires on v >= threshold; NIR's reset to v_reset fires on v > threshold."""
-        return self.reset == "subtract"
+        """Reset by subtraction (and the signed neuron with memory) fires on v >= threshold; NIR's reset to
+        v_reset fires on v > threshold."""
+        return self.reset in ("subtract", SIGNED)
+
+    @property
+    def signed(self) -> bool:
+        """The signed neuron with memory: spikes +1 / -1, reset by subtraction, negative only with memory > 0."""
+        return self.reset == SIGNED
 
 
 def node_shape(node: nir.NIRNode) -> tuple[int, ...]:
@@ -71,6 +78,9 @@ def neuron_semantics(name: str, node: nir.NIRNode) -> NeuronSemantics:
         raise ExtensionError(f"{where}: reset must be one of {RESETS}, got {reset!r}")
     if reset == "subtract" and not isinstance(node, SPIKING_TYPES):
         raise ExtensionError(f"{where}: reset 'subtract' given for non-spiking {type(node).__name__}")
+    if reset == SIGNED and not isinstance(node, nir.IF):
+        raise ExtensionError(f"{where}: reset '{SIGNED}' (signed neuron with memory) is defined for IF nodes only, "
+                             f"not {type(node).__name__}")
     v_init = meta.get("v_init")
     if v_init is not None:
         v_init = np.asarray(v_init, dtype=np.float64)

@@ -93,6 +93,10 @@ class _Lowering:
 
     def if_(self, name, node) -> Op:
         sem, v0 = self._v0(name, node)
+        if sem.signed:
+            snm = neurons.SNMParams(self.t(node.r), self.t(node.v_threshold))
+            return Op(lambda s, x: neurons.snm_step(s, x, snm),
+                      init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True)
         p = neurons.IFParams(self.t(node.r), self.t(node.v_threshold), self.t(node.v_reset), sem.reset == "subtract")
         return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True)
 
@@ -138,7 +142,7 @@ class ReferenceBackend:
     name = "reference"
     honours = {
         "nodes": sorted(t.__name__ for t in SUPPORTED),
-        "neuron semantics": ["reset: zero", "reset: subtract", "v_init"],
+        "neuron semantics": ["reset: zero", "reset: subtract", "reset: signed-memory", "v_init"],
     }
 
     def run(self, graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, device: str = "cpu",

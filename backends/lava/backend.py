@@ -41,7 +41,7 @@ class LavaBackend:
     name = "lava"
     honours = {
         "nodes": sorted(t.__name__ for t in SUPPORTED_TYPES),
-        "neuron semantics": ["reset: zero", "reset: subtract", "v_init"],
+        "neuron semantics": ["reset: zero", "reset: subtract", "reset: signed-memory", "v_init"],
         "limits": ["Conv2d: symmetric padding; kernel, stride, padding, dilation, groups <= 127",
                    "Flatten: of all non-batch dimensions"],
     }

@@ -157,14 +157,15 @@ class Builder:
         _connect(x, proc.a_in)
         self.counters[name] = Counter(name, proc, x, dump)
 
-    def neuron_layer(self, name: str, kind: str, params: dict, x: Signal, v_init=None, subtract=False) -> Layer:
+    def neuron_layer(self, name: str, kind: str, params: dict, x: Signal, v_init=None, subtract=False,
+                     signed=False) -> Layer:
         """A `NeuronLayer` on input `x`; parameters given in torch layout."""
         dump = self.workdir / f"layer{len(self.layers)}.npz"
         proc = NeuronLayer(
             shape=x.lava_shape, kind=kind, params={k: x.to_lava(v) for k, v in params.items()},
             subtract=subtract, dt=self.view.dt, bias=x.bias(), v_init=x.to_lava(0.0 if v_init is None else v_init),
             T=self.T, n_samples=len(self.inputs), offset=x.delay, record=self.record, dump=str(dump), name=name,
-            error_dir=self.workdir)
+            error_dir=self.workdir, signed=signed)
         _connect(x, proc.a_in)
         layer = Layer(name, kind, proc, x, dump)
         self.layers[name] = layer
@@ -284,11 +285,15 @@ def lower_scale(b: Builder, name: str, node: nir.Scale, x: Signal) -> Signal:
 
 @lowers(nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
 def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
-    """A `NeuronLayer` of the node's kind, with its reset and v_init from the spikeport metadata."""
+    """A `NeuronLayer` of the node's kind, with its reset and v_init from the spikeport metadata.
+
+    Signed spikes (reset 'signed-memory') are graded values -1/+1: Dense and Conv take them as such
+    (num_message_bits > 0, floating point), and Scale, Pool2d and Delay pass them on unchanged."""
     kind = type(node).__name__
     sem = neuron_semantics(name, node)
     params = {k: getattr(node, k) for k in PARAMS[kind]}
-    layer = b.neuron_layer(name, kind, params, x, v_init=sem.v_init, subtract=sem.reset == "subtract")
+    layer = b.neuron_layer(name, kind, params, x, v_init=sem.v_init, subtract=sem.reset == "subtract",
+                           signed=sem.signed)
     return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
 
 

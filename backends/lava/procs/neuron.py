@@ -40,6 +40,7 @@ class NeuronLayer(AbstractProcess):
     no state leaks between samples. `offset` is the layer's delay behind the input in Lava. Outside
     its windows the layer sends zeros. `error_dir`: see `GuardedModel`.
 
+    signed: the IF layer is the signed neuron with memory (reset 'signed-memory'), sending -1/0/+1.
     params: the NIR node's parameters in Lava layout (`PARAMS[kind]`); bias: a constant added to the
     input every step (biases of upstream Affine/Conv2d nodes); v_init: membrane potential at the start
     of each window. At the end of its last window the model writes `dump` (an .npz file) holding
@@ -50,9 +51,11 @@ class NeuronLayer(AbstractProcess):
 
     def __init__(self, *, shape: tuple[int, ...], kind: str, params: dict[str, np.ndarray], subtract: bool,
                  dt: float, bias: np.ndarray, v_init: np.ndarray, T: int, n_samples: int, offset: int,
-                 record: bool, dump: str, name: str, error_dir: str) -> None:
+                 record: bool, dump: str, name: str, error_dir: str, signed: bool = False) -> None:
         if kind not in KINDS:
             raise ValueError(f"NeuronLayer kind must be one of {KINDS}, got {kind!r}")
+        if signed and kind != "IF":
+            raise ValueError(f"NeuronLayer {name!r}: the signed neuron with memory is an IF neuron, not {kind}")
         missing = set(PARAMS[kind]) - set(params)
         if missing:
             raise ValueError(f"NeuronLayer {name!r} ({kind}) lacks parameter(s) {sorted(missing)}")
@@ -61,7 +64,7 @@ class NeuronLayer(AbstractProcess):
                          bias=np.broadcast_to(np.asarray(bias, np.float64), shape).copy(),
                          v_init=np.broadcast_to(np.asarray(v_init, np.float64), shape).copy(),
                          T=int(T), n_samples=int(n_samples), offset=int(offset), record=bool(record),
-                         dump=str(dump), name=name, error_dir=str(error_dir))
+                         dump=str(dump), name=name, error_dir=str(error_dir), signed=bool(signed))
         self.a_in = InPort(shape=tuple(shape))
         self.s_out = OutPort(shape=tuple(shape))
 
@@ -73,10 +76,16 @@ class _Dynamics(ty.NamedTuple):
     step: ty.Callable[[ty.Any, torch.Tensor], tuple[ty.Any, torch.Tensor]]
 
 
-def dynamics(kind: str, params: dict[str, np.ndarray], subtract: bool, dt: float, v_init: np.ndarray) -> _Dynamics:
+def dynamics(kind: str, params: dict[str, np.ndarray], subtract: bool, dt: float, v_init: np.ndarray,
+             signed: bool = False) -> _Dynamics:
     """State initialiser and step function of one neuron kind, built on `backends.neurons`."""
     p = {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in params.items()}
     v0 = torch.from_numpy(np.asarray(v_init, np.float64))
+    if signed:
+        if kind != "IF":
+            raise ValueError(f"the signed neuron with memory is an IF neuron, not {kind}")
+        snm = neurons.SNMParams(p["r"], p["v_threshold"])
+        return _Dynamics(lambda: (v0.clone(), torch.zeros_like(v0)), lambda s, x: neurons.snm_step(s, x, snm))
     if kind == "IF":
         prm = neurons.IFParams(p["r"], p["v_threshold"], p["v_reset"], subtract)
         return _Dynamics(v0.clone, lambda v, x: neurons.if_step(v, x, prm))
@@ -120,7 +129,8 @@ class PyNeuronLayerModelFloat(GuardedModel):
         pp = self.proc_params
         self.kind, self.T, self.n, self.offset = pp["kind"], pp["T"], pp["n_samples"], pp["offset"]
         self.dump_path = Path(pp["dump"])
-        self.dyn = dynamics(self.kind, pp["params"], pp["subtract"], pp["dt"], pp["v_init"])
+        self.dyn = dynamics(self.kind, pp["params"], pp["subtract"], pp["dt"], pp["v_init"],
+                            pp.get("signed", False))
         self.bias = torch.from_numpy(pp["bias"])
         self.state = self.dyn.init()
         self.out_shape = tuple(pp["shape"])
