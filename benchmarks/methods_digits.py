@@ -77,7 +77,7 @@ def main() -> None:
         "## Conversion methods on digits: accuracy per T (reference backend, 360 test samples)",
         f"Command: `{COMMAND}` (ANN {args.epochs} epochs, methods that fine-tune {args.method_epochs} epochs, "
         f"seed 0). Machine: {machine()}. Took {time.perf_counter() - t0:.0f} s.",
-        sweep_markdown(res).split("\n", 2)[2].replace("![accuracy vs T](accuracy_vs_T.png)", ""),
+        sweep_markdown(res).split("\n", 2)[2].replace("![accuracy vs T](accuracy_vs_T.png)", "").strip(),
         "### The papers' claims at our scale",
         markdown_table(claims(res), [("claim", "claim"), ("verdict", "verdict"), ("figures", "figures (%)")]),
     ])

@@ -41,6 +41,9 @@ INIT_PERCENTILE = 99.0
 MAX_INIT_VALUES = 2_000_000
 
 
+MIN_Y_TH = 1e-3
+
+
 class ClipReLU(SpikingActivation):
     """Threshold ReLU of Eq. 2: h(x) = 0 for x <= 0, x for 0 < x < y_th, y_th for x >= y_th.
 
@@ -60,12 +63,17 @@ class ClipReLU(SpikingActivation):
             self.register_buffer("y_th", value)
         self.learn = learn
 
+    def clip_value(self) -> torch.Tensor:
+        """y_th kept above MIN_Y_TH: a learned y_th can be driven to 0 or below in a dead layer, which no
+        IF threshold can represent."""
+        return self.y_th.clamp(min=MIN_Y_TH)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # min(relu(x), y_th) = clip(x, 0, y_th) (Eq. 2); torch.minimum passes the gradient to y_th.
-        return torch.minimum(torch.relu(x), self.y_th)
+        return torch.minimum(torch.relu(x), self.clip_value())
 
     def scale(self) -> torch.Tensor:
-        return self.y_th.detach().clone()
+        return self.clip_value().detach().clone()
 
     def extra_repr(self) -> str:
         return f"y_th={self.y_th.item():.4g}, learn={self.learn}"
