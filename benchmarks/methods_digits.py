@@ -8,8 +8,10 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.docs import machine, write_section
-from pipeline.convert import method_names
+import numpy as np
+
+from benchmarks.docs import DOC, machine, write_section
+from pipeline.convert import convert, method_names, prepare
 from pipeline.data import load_dataset
 from pipeline.models import build_model
 from pipeline.report import markdown_table
@@ -81,7 +83,28 @@ def main() -> None:
         "### The papers' claims at our scale",
         markdown_table(claims(res), [("claim", "claim"), ("verdict", "verdict"), ("figures", "figures (%)")]),
     ])
+    body += "\n\n" + k_curve_section(ann.eval(), ds, args.method_epochs)
     print(write_section("methods-digits", body))
+
+
+def k_curve_section(ann, ds, epochs: int, T: int = 64) -> str:
+    """The K curve (Ding et al. Eq. 7) of the rnl-ril network on one test image, against 2 Omega / t."""
+    from pipeline.methods import rnl_ril
+    model = prepare("rnl-ril", ann, ds, epochs, seed=0)
+    graph = convert(model, ds.input_shape, ds.train_x, method="rnl-ril")
+    x = ds.test_x[:1]
+    rates = rnl_ril.ann_rates(model, ds.input_shape, x)
+    curves = rnl_ril.k_curve(graph, rates, x.numpy(), T)
+    omegas = {n: rnl_ril.omega_of(r) for n, r in rates.items()}
+    rnl_ril.plot_k_curve(DOC.parent / "img" / "k_curve_rnl_ril.png", curves, bounds=omegas)
+    t = np.arange(1, T + 1)
+    rows = [{"layer": n, "omega": f"{omegas[n]:.3f}", "k8": f"{c[7]:.4f}", "k64": f"{c[-1]:.5f}",
+             "ratio": f"{np.max(c / (2 * omegas[n] / t)):.3f}"} for n, c in curves.items()]
+    return "\n\n".join([
+        "### K curve of the rnl-ril network (Ding et al. Eq. 7, Theorem 2 bound 2 Omega / t)",
+        markdown_table(rows, [("layer", "layer"), ("omega", "Omega"), ("k8", "K(8)"), ("k64", f"K({T})"),
+                              ("ratio", "max_t K(t) / (2 Omega / t)")]),
+        "![K curve](img/k_curve_rnl_ril.png)"])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+import backends
 from backends.graph import WEIGHTED_TYPES, analyse
 from pipeline.activations import SpikingActivation, replace_relus
 from pipeline.atomic import write_with
@@ -405,14 +406,12 @@ def k_curve(graph: nir.NIRGraph, model_or_activations, x, T: int, *, batch_size:
     (rates taken from its layers, by the tracer's node names) or a dict node -> (N, *shape) rates. Norms
     run over all neurons of all samples of `x` (a single image gives the paper's per-image curve).
     """
-    from backends.reference import ReferenceBackend
-
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     if isinstance(model_or_activations, nn.Module):
         rates = ann_rates(model_or_activations, tuple(x.shape[1:]), x, batch_size=batch_size)
     else:
         rates = {n: np.asarray(v, dtype=np.float64) for n, v in model_or_activations.items()}
-    res = ReferenceBackend().run(graph, x, int(T), record=True, batch_size=batch_size)
+    res = backends.get("reference").run(graph, x, int(T), record=True, batch_size=batch_size)
     curves = {}
     steps = np.arange(1, int(T) + 1, dtype=np.float64)
     for name, spikes in res.spikes.items():
