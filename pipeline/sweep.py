@@ -13,6 +13,8 @@ from pathlib import Path
 import backends
 from pipeline.atomic import write_json, write_nir, write_text
 from pipeline.convert import convert, get_method, prepare
+from pipeline.energy import energy_report
+from pipeline.hwconfig import load_hwconfig
 from pipeline.report import accuracy_plot, environment, markdown_table
 from pipeline.train import evaluate
 
@@ -30,6 +32,7 @@ class SweepConfig:
     device: str = "cpu"
     progress: bool = True
     limit: int | None = None
+    target: str = "cmos45nm"
 
 
 @dataclass
@@ -55,7 +58,8 @@ def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
     x, y = dataset.test_x[:n].numpy(), dataset.test_y[:n].numpy()
     ann_acc = evaluate(ann, dataset.test_x[:n], dataset.test_y[:n])
     reference = backends.get("reference")
-    rows, models = [], {}
+    rows, models, energy = [], {}, {}
+    hw = load_hwconfig(cfg.target)
     nir_T = cfg.nir_T if cfg.nir_T in cfg.T_values else cfg.T_values[-1]
     for v in variants:
         method = get_method(v.method)
@@ -77,7 +81,9 @@ def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
                 f"{run.spikes_per_sample:9.0f} spikes/sample")
             if T == nir_T:
                 write_nir(out / f"{v.label.replace(':', '-')}.nir", g)
+                energy[v.label] = energy_report(g, run, hw, T).to_dict()
     results = {"ann": {"accuracy": ann_acc}, "samples": n, "methods": models, "runs": rows,
+               "energy": {"hwconfig": hw.name, "T": nir_T, "per_method": energy},
                "T_values": list(cfg.T_values), "environment": environment(cfg.seed)}
     accuracy_plot(out / "accuracy_vs_T.png", rows, ann_acc, "accuracy vs T per method (reference backend)")
     write_json(out / "results.json", results)
@@ -101,4 +107,16 @@ def sweep_markdown(results: dict) -> str:
         "## Accuracy (%)", markdown_table(acc_rows, cols),
         "## Spikes per sample", markdown_table(spk_rows, [c for c in cols if c[0] != "ann"]),
         "![accuracy vs T](accuracy_vs_T.png)",
+        f"## Energy per inference at T={results['energy']['T']} ({results['energy']['hwconfig']})",
+        markdown_table([{"method": m, "ann": _nj(e["ann_joules_per_inference"]),
+                         "snn": _nj(e["snn_joules_per_inference"]), "ratio": f"{e['ratio']:.3f}"}
+                        for m, e in results["energy"]["per_method"].items()],
+                       [("method", "method"), ("ann", "ANN (nJ)"), ("snn", "SNN compute (nJ)"),
+                        ("ratio", "E_ANN / E_SNN (SNN2ANN Eq. 23)")]),
+        "Counting convention and assumptions: docs/energy.md (MACs for the analog first layer, ACs per "
+        "synaptic event, neuron updates per neuron per step; data movement not included here).",
     ]) + "\n"
+
+
+def _nj(joules: float) -> str:
+    return f"{joules * 1e9:.1f}"

@@ -91,3 +91,13 @@ def test_failed_nir_write_leaves_previous_file_intact(tmp_path, monkeypatch):
         write_nir(target, good)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.nir"]
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        path = write_nir(tmp_path / "m.nir", mlp(np.ones((2, 3)), np.zeros(2), np.ones((1, 2)), np.zeros(1)))
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

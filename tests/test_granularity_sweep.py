@@ -62,3 +62,8 @@ def test_sweep_writes_table_json_plot_and_nir(tmp_path, digits, digits_model):
     report = (tmp_path / "report.md").read_text()
     assert "| maxnorm:channel |" in report and "T=8" in report
     assert (tmp_path / "accuracy_vs_T.png").stat().st_size > 1000
+    assert "## Energy per inference at T=8 (cmos45nm)" in report
+    from pipeline.energy import energy_report
+    from pipeline.hwconfig import load_hwconfig
+    again = energy_report(nir.read(tmp_path / "maxnorm.nir", type_check=False), direct, load_hwconfig("cmos45nm"), 8)
+    assert res["energy"]["per_method"]["maxnorm"]["snn_joules_per_inference"] == again.snn_joules_per_inference
