@@ -44,6 +44,20 @@ class TracedGraph:
     module: torch.fx.GraphModule | None = None
     neuron_modules: dict[str, nn.Module] = field(default_factory=dict)
 
+    def module_scales(self, cls: type, method: str) -> dict[str, float]:
+        """`scale()` of every IF node's activation module, each of which must be a `cls` (the activation
+        `method` trains in place of ReLU); a ConversionError names the first that is not."""
+        scales = {}
+        for name, node in self.graph.nodes.items():
+            if not isinstance(node, nir.IF):
+                continue
+            mod = self.neuron_modules.get(name)
+            if not isinstance(mod, cls):
+                raise ConversionError(f"{method}: activation {name!r} is not a {cls.__name__}; prepare the model "
+                                      "with this method's training step first (pipeline.convert.prepare)")
+            scales[name] = float(mod.scale())
+        return scales
+
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().to(torch.float32).numpy().copy()

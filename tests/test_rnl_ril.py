@@ -110,7 +110,7 @@ def test_converted_rates_follow_lemma1_including_a_residual_shortcut():
 
 
 def test_convert_refuses_plain_relu(digits, digits_model):
-    with pytest.raises(ConversionError, match="Rate Norm"):
+    with pytest.raises(ConversionError, match="not a RateNorm"):
         get_method("rnl-ril").convert(digits_model, digits.input_shape, digits.train_x[:8])
 
 

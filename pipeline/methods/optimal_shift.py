@@ -221,17 +221,7 @@ def convert(model: nn.Module, input_shape, calib_x: torch.Tensor | None = None, 
         if int(T) != T or int(T) < 1:
             raise ConversionError(f"optimal-shift: T must be a positive integer, got {T!r}")
     traced = trace(model, tuple(input_shape), method=method, source=source)
-    scales = {}
-    for name, node in traced.graph.nodes.items():
-        if not isinstance(node, nir.IF):
-            continue
-        mod = traced.neuron_modules.get(name)
-        if not isinstance(mod, ClipReLU):
-            raise ConversionError(f"optimal-shift: activation {name!r} is not a threshold ReLU (ClipReLU); "
-                                  "prepare the model with this method's training step first "
-                                  "(pipeline.convert.prepare)")
-        scales[name] = float(mod.scale())
-    graph = normalize(traced.graph, scales, form="weights")
+    graph = normalize(traced.graph, traced.module_scales(ClipReLU, "optimal-shift"), form="weights")
     return add_shift(graph, int(T)) if shift else graph
 
 

@@ -286,16 +286,7 @@ def thetas(model: nn.Module, input_shape) -> dict[str, float]:
 
 
 def _thetas(traced) -> dict[str, float]:
-    out = {}
-    for name, node in traced.graph.nodes.items():
-        if not isinstance(node, nir.IF):
-            continue
-        mod = traced.neuron_modules.get(name)
-        if not isinstance(mod, RateNorm):
-            raise ConversionError(f"rnl-ril: activation {name!r} is not a Rate Norm Layer; prepare the model "
-                                  "with this method's training step first (pipeline.convert.prepare)")
-        out[name] = float(mod.scale())
-    return out
+    return traced.module_scales(RateNorm, "rnl-ril")
 
 
 def _source_neuron(name: str, preds: dict, nodes: dict) -> str | None:
