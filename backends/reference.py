@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from backends import neurons
 from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
-from backends.nirext import neuron_semantics
+from backends.nirext import NEURON_TYPES, neuron_semantics
 from backends.result import RunResult
 
 SUPPORTED = KNOWN_TYPES
@@ -30,6 +30,7 @@ class Op:
     init: Callable[[int], Any] = lambda batch: None
     spiking: bool = False
     integrator: bool = False
+    signed: bool = False   # spikes may be -1 (signed-memory); otherwise they are 0/1 and |z| = z
 
 
 def _pair(value) -> tuple[int, int]:
@@ -96,7 +97,7 @@ class _Lowering:
         if sem.signed:
             snm = neurons.SNMParams(self.t(node.r), self.t(node.v_threshold))
             return Op(lambda s, x: neurons.snm_step(s, x, snm),
-                      init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True)
+                      init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True, signed=True)
         p = neurons.IFParams(self.t(node.r), self.t(node.v_threshold), self.t(node.v_reset), sem.reset == "subtract")
         return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True)
 
@@ -136,8 +137,36 @@ class _Lowering:
         return Op(step, init=v0, integrator=True)
 
 
+MODES = ("layer", "step")
+DEFAULT_MAX_ELEMENTS = 1 << 20   # 4 MB of float32 per tensor: chunks that stay near the cache are fastest
+
+
+def constant_nodes(view: GraphView, ops: dict[str, Op]) -> set[str]:
+    """Nodes whose output is the same at every step: the Input (direct encoding) and every stateless node
+    all of whose inputs are constant. Neuron nodes (spiking or integrator) are never constant."""
+    const: set[str] = set()
+    for n in view.order:
+        node = view.node(n)
+        if n == view.input:
+            const.add(n)
+        elif not isinstance(node, NEURON_TYPES) and not ops[n].spiking and not ops[n].integrator \
+                and all(p in const for p in view.preds[n]):
+            const.add(n)
+    return const
+
+
 class ReferenceBackend:
-    """Synchronous, zero-delay simulator of docs/nir-extensions.md; honours every node type it accepts."""
+    """Synchronous, zero-delay simulator of docs/nir-extensions.md; honours every node type it accepts.
+
+    Two execution modes give identical spikes and outputs (the same float operations in the same order
+    for every element):
+      - `mode="step"`: step by step, every non-constant node once per step (the semantics as written);
+      - `mode="layer"` (default): node by node over all T at once, a stateless node as one batched call on
+        a (T*batch, ...) tensor, a neuron node as a loop over T of its pure step function; T is cut in
+        chunks so that no (chunk*batch, *node shape) tensor has more than `max_elements` elements (at
+        least one step is always taken).
+    In both, nodes whose inputs are all time-constant (`constant_nodes`) are computed once per batch.
+    """
 
     name = "reference"
     honours = {
@@ -147,10 +176,14 @@ class ReferenceBackend:
 
     def run(self, graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, device: str = "cpu",
             dtype: torch.dtype = torch.float32, record: bool = False, approximate: bool = False,
-            progress: bool = False) -> RunResult:
+            progress: bool = False, mode: str = "layer", max_elements: int = DEFAULT_MAX_ELEMENTS) -> RunResult:
         """Run `graph` on `inputs` (N, *input shape) for `T` steps; see `RunResult` for what is returned."""
         if int(T) < 1:
             raise ValueError(f"T must be at least 1, got {T}")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+        if int(max_elements) < 1:
+            raise ValueError(f"max_elements must be at least 1, got {max_elements}")
         view = analyse(graph, SUPPORTED)
         dev = torch.device(device)
         low = _Lowering(view, dev, dtype)
@@ -163,43 +196,129 @@ class ReferenceBackend:
         chunks: list[dict] = []
         bar = tqdm(total=len(x_all), desc=f"reference T={T}", unit="sample", disable=not progress, leave=False)
         for lo in range(0, len(x_all), batch_size):
-            chunks.append(self._run_batch(view, ops, x_all[lo:lo + batch_size].to(dev), int(T), record))
+            x = x_all[lo:lo + batch_size].to(dev)
+            if mode == "step":
+                chunks.append(self._run_batch(view, ops, x, int(T), record))
+            else:
+                chunks.append(self._run_layers(view, ops, x, int(T), record, int(max_elements)))
             bar.update(min(batch_size, len(x_all) - lo))
         bar.close()
         return _merge(chunks, self.name, int(T), len(x_all), time.perf_counter() - start, record)
 
     @staticmethod
-    def _run_batch(view: GraphView, ops: dict[str, Op], x: torch.Tensor, T: int, record: bool) -> dict:
+    def _setup(view: GraphView, ops: dict[str, Op], x: torch.Tensor, record: bool):
         batch = x.shape[0]
-        states = {n: op.init(batch) for n, op in ops.items()}
         out_pred = view.preds[view.output][0] if view.preds[view.output] else view.input
         out_is_state = ops[out_pred].integrator and len(view.preds[view.output]) == 1
         spiking = [n for n in view.order if ops[n].spiking]
         weighted = [n for n in view.order if isinstance(view.node(n), WEIGHTED_TYPES)]
         counts = {n: torch.zeros(batch, *view.shape(n), device=x.device) for n in spiking}
-        events = {n: torch.zeros(view.shape(view.preds[n][0]), device=x.device) for n in weighted}
+        # integer event counts: exact at any T x batch (the same in every mode)
+        events = {n: torch.zeros(view.shape(view.preds[n][0]), dtype=torch.int64, device=x.device) for n in weighted}
         trains = {n: [] for n in spiking} if record else None
-        total = None
-        with torch.no_grad():
-            for _ in range(T):
-                values: dict[str, torch.Tensor] = {}
-                for n in view.order:
-                    inp = x if n == view.input else _sum(values[p] for p in view.preds[n])
-                    if n in events:
-                        events[n] += (inp != 0).sum(0).to(events[n].dtype)
-                    states[n], values[n] = ops[n].step(states[n], inp)
-                for n in spiking:
-                    counts[n] += values[n].abs()
-                    if record:
-                        trains[n].append(values[n].cpu())
-                y = values[view.output]
-                total = y if out_is_state else (y.clone() if total is None else total + y)
+        const = constant_nodes(view, ops)
+        # constant nodes, evaluated once per batch, in order
+        fixed: dict[str, torch.Tensor] = {}
+        for n in view.order:
+            if n in const:
+                inp = x if n == view.input else _sum(fixed[p] for p in view.preds[n])
+                _, fixed[n] = ops[n].step(None, inp)
+        # weighted nodes fed by a constant: the same number of non-zero inputs at every step
+        const_events = {n: (_sum(fixed[p] for p in view.preds[n]) != 0).sum(0)
+                        for n in weighted if all(p in const for p in view.preds[n])}
+        return out_is_state, spiking, counts, events, trains, const, fixed, const_events
+
+    @staticmethod
+    def _result(total, counts, events, trains, record) -> dict:
         return {
             "outputs": total.double().cpu().numpy(),
             "counts": {n: c.double().cpu().numpy() for n, c in counts.items()},
             "events": {n: e.double().cpu().numpy() for n, e in events.items()},
-            "trains": {n: torch.stack(v, 1).numpy() for n, v in trains.items()} if record else None,
+            "trains": {n: torch.cat(v, 1).numpy() for n, v in trains.items()} if record else None,
         }
+
+    @classmethod
+    def _run_batch(cls, view: GraphView, ops: dict[str, Op], x: torch.Tensor, T: int, record: bool) -> dict:
+        """Step-by-step execution (`mode="step"`)."""
+        with torch.no_grad():
+            out_is_state, spiking, counts, events, trains, const, fixed, const_events = cls._setup(view, ops, x, record)
+            states = {n: ops[n].init(x.shape[0]) for n in view.order if n not in const}
+            for n, c in const_events.items():
+                events[n] += c * T
+            total = None
+            for _ in range(T):
+                values: dict[str, torch.Tensor] = dict(fixed)
+                for n in view.order:
+                    if n in const:
+                        continue
+                    inp = _sum(values[p] for p in view.preds[n])
+                    if n in events:
+                        events[n] += (inp != 0).sum(0)
+                    states[n], values[n] = ops[n].step(states[n], inp)
+                for n in spiking:
+                    counts[n] += values[n].abs()
+                    if record:
+                        trains[n].append(values[n].cpu().unsqueeze(1))
+                y = values[view.output]
+                total = y if out_is_state else (y.clone() if total is None else total + y)
+        return cls._result(total, counts, events, trains, record)
+
+    @classmethod
+    def _run_layers(cls, view: GraphView, ops: dict[str, Op], x: torch.Tensor, T: int, record: bool,
+                    max_elements: int) -> dict:
+        """Layer-wise execution over chunks of time steps (`mode="layer"`)."""
+        batch = x.shape[0]
+        with torch.no_grad():
+            out_is_state, spiking, counts, events, trains, const, fixed, const_events = cls._setup(view, ops, x, record)
+            states = {n: ops[n].init(batch) for n in view.order if n not in const}
+            for n, c in const_events.items():
+                events[n] += c * T
+            largest = max(int(np.prod(view.shape(n))) for n in view.order)
+            step_chunk = max(1, min(T, max_elements // max(1, batch * largest)))
+            last_use = {}
+            for n in view.order:
+                for p in view.preds[n]:
+                    last_use[p] = n
+            total = None
+            for t0 in range(0, T, step_chunk):
+                tc = min(step_chunk, T - t0)
+                values: dict[str, torch.Tensor] = {}   # non-constant nodes: (tc, batch, *shape)
+                for n in view.order:
+                    if n in const:
+                        continue
+                    varying = [values[p] for p in view.preds[n] if p not in const]
+                    inp = _sum(values[p] if p not in const else fixed[p] for p in view.preds[n])
+                    if not varying:   # a neuron fed only by constants
+                        inp = inp.unsqueeze(0).expand(tc, *inp.shape)
+                    for p in view.preds[n]:
+                        if last_use.get(p) == n:
+                            values.pop(p, None)   # bounded memory: free a chunk once its last reader ran
+                    if n in events:
+                        events[n] += (inp != 0).sum((0, 1))
+                    op = ops[n]
+                    if op.spiking or op.integrator:
+                        out = torch.empty_like(inp)
+                        state = states[n]
+                        for t in range(tc):
+                            state, out[t] = op.step(state, inp[t])
+                        states[n] = state
+                        values[n] = out
+                        if op.spiking:
+                            counts[n] += (out.abs() if op.signed else out).sum(0)
+                            if record:
+                                trains[n].append(out.cpu().transpose(0, 1))
+                    else:
+                        _, y = op.step(None, inp.reshape(tc * batch, *inp.shape[2:]))
+                        values[n] = y.reshape(tc, batch, *y.shape[1:])
+                y = fixed[view.output] if view.output in const else values[view.output]
+                if out_is_state:
+                    total = y[tc - 1]
+                else:
+                    for t in range(tc):
+                        yt = y if view.output in const else y[t]
+                        total = yt.clone() if total is None else total + yt
+                del values
+        return cls._result(total, counts, events, trains, record)
 
 
 def _sum(tensors):

@@ -1,0 +1,172 @@
+"""Every execution mode of the reference simulator gives identical spikes, outputs and input events.
+
+mode="step" runs the graph step by step; mode="layer" node by node over all T (chunked in time by
+`max_elements`); both compute time-constant nodes once. The float operations per element are the same in
+every mode, so results are compared for exact equality (float32; float64 as well where cheap).
+"""
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import backends
+from backends.nirext import neuron_metadata
+from backends.reference import constant_nodes, _Lowering
+from backends.graph import analyse
+
+REF = backends.get("reference")
+
+# (mode, max_elements): step-by-step, layer-wise in one chunk, layer-wise in chunks of one and of a few steps
+MODES = [("step", None), ("layer", 1 << 30), ("layer", 1), ("layer", 3000)]
+
+
+def _neuron(shape, kind: str, rng, v_init=True):
+    shape = tuple(shape)
+    theta = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    v0 = (theta * rng.uniform(0, 0.5, shape)).astype(np.float32) if v_init else None
+    zeros, ones = np.zeros(shape, np.float32), np.ones(shape, np.float32)
+    if kind == "lif":
+        return nir.LIF(tau=np.full(shape, 5e-3, np.float32), r=ones, v_leak=zeros, v_threshold=theta, v_reset=zeros,
+                       metadata=neuron_metadata("subtract", v0))
+    reset = {"if-subtract": "subtract", "if-zero": "zero", "snm": "signed-memory"}[kind]
+    return nir.IF(r=ones, v_threshold=theta, v_reset=zeros, metadata=neuron_metadata(reset, v0))
+
+
+def residual_graph(kind: str, seed: int = 0, integrate_output: bool = False) -> nir.NIRGraph:
+    """A residual CNN with constant branches, pooling, Scale nodes and fan-in:
+
+    input -> conv_a ----------------> n1 -> conv_c -> n2 -> sumpool -> flatten -> fc -> [I] -> output
+    input -> scale_in -> conv_b ----^    \\-> skip (Scale) -^
+    input -> avgpool -> flatten_in -> fc_in (constant, added to fc's input)
+    """
+    rng = np.random.default_rng(seed)
+    f32 = lambda *s: rng.normal(0, 0.6, s).astype(np.float32)
+    c, h = 2, 6
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([c, h, h])}),
+        "conv_a": nir.Conv2d(input_shape=(h, h), weight=f32(4, c, 3, 3), stride=1, padding=(1, 1), dilation=1,
+                             groups=1, bias=f32(4)),
+        "scale_in": nir.Scale(scale=np.float32(0.7)),
+        "conv_b": nir.Conv2d(input_shape=(h, h), weight=f32(4, c, 1, 1), stride=1, padding=(0, 0), dilation=1,
+                             groups=1, bias=f32(4)),
+        "n1": _neuron((4, h, h), kind, rng),
+        "conv_c": nir.Conv2d(input_shape=(h, h), weight=f32(4, 4, 3, 3), stride=1, padding=(1, 1), dilation=1,
+                             groups=1, bias=f32(4)),
+        "skip": nir.Scale(scale=rng.uniform(0.5, 1.5, (4, h, h)).astype(np.float32)),
+        "n2": _neuron((4, h, h), kind, rng),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "flatten": nir.Flatten(input_type={"input": np.array([4, 3, 3])}, start_dim=0, end_dim=-1),
+        "fc": nir.Affine(weight=f32(5, 36), bias=f32(5)),
+        "avgpool": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "flatten_in": nir.Flatten(input_type={"input": np.array([c, 3, 3])}, start_dim=0, end_dim=-1),
+        "fc_in": nir.Linear(weight=f32(5, 18)),
+        "output": nir.Output(output_type={"output": np.array([5])}),
+    }
+    edges = [("input", "conv_a"), ("conv_a", "n1"), ("input", "scale_in"), ("scale_in", "conv_b"), ("conv_b", "n1"),
+             ("n1", "conv_c"), ("conv_c", "n2"), ("n1", "skip"), ("skip", "n2"), ("n2", "pool"), ("pool", "flatten"),
+             ("flatten", "fc"), ("input", "avgpool"), ("avgpool", "flatten_in"), ("flatten_in", "fc_in")]
+    if integrate_output:
+        nodes["out"] = nir.I(r=np.ones(5, np.float32))
+        edges += [("fc", "out"), ("fc_in", "out"), ("out", "output")]
+    else:
+        edges += [("fc", "output"), ("fc_in", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def assert_same(a, b):
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    assert a.spikes.keys() == b.spikes.keys()
+    for k in a.spikes:
+        np.testing.assert_array_equal(a.spikes[k], b.spikes[k], err_msg=k)
+        np.testing.assert_array_equal(a.spike_counts[k], b.spike_counts[k], err_msg=k)
+        np.testing.assert_array_equal(a.neuron_counts[k], b.neuron_counts[k], err_msg=k)
+    assert a.input_events.keys() == b.input_events.keys()
+    for k in a.input_events:
+        np.testing.assert_array_equal(a.input_events[k], b.input_events[k], err_msg=k)
+
+
+def run_all(graph, x, T, **kw):
+    runs = []
+    for mode, max_elements in MODES:
+        extra = {} if max_elements is None else {"max_elements": max_elements}
+        runs.append(REF.run(graph, x, T, record=True, mode=mode, **extra, **kw))
+    return runs
+
+
+@pytest.mark.parametrize("kind", ["if-subtract", "if-zero", "snm", "lif"])
+@pytest.mark.parametrize("integrate_output", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_modes_identical_on_residual_pooling_scale_graph(kind, integrate_output, dtype):
+    x = np.random.default_rng(1).uniform(-1, 1.5, (7, 2, 6, 6)).astype(np.float32)
+    runs = run_all(residual_graph(kind, integrate_output=integrate_output), x, 13, batch_size=4, dtype=dtype)
+    total = sum(runs[0].spike_counts.values()).sum()
+    assert total > 0, "the graph must spike for the comparison to mean anything"
+    if kind == "snm":
+        assert min(r.min() for r in runs[0].spikes.values()) == -1, "negative spikes must occur"
+    for other in runs[1:]:
+        assert_same(runs[0], other)
+
+
+def test_constant_nodes_are_the_input_and_its_stateless_descendants():
+    g = residual_graph("if-subtract")
+    view = analyse(g)
+    low = _Lowering(view, torch.device("cpu"), torch.float32)
+    ops = {n: low.lower(n) for n in view.order}
+    assert constant_nodes(view, ops) == {"input", "conv_a", "scale_in", "conv_b", "avgpool", "flatten_in", "fc_in"}
+
+
+def test_constant_input_events_are_per_step_count_times_T():
+    """input_events of a weighted node fed by the (constant) input: its non-zero count times T."""
+    g = residual_graph("if-subtract")
+    x = np.random.default_rng(2).uniform(-1, 1, (3, 2, 6, 6)).astype(np.float32)
+    x[x < 0] = 0
+    T = 9
+    for mode in ("step", "layer"):
+        run = REF.run(g, x, T, mode=mode)
+        np.testing.assert_array_equal(run.input_events["conv_a"], (x != 0).sum(0) * T / len(x))
+
+
+def test_stateless_only_graph_sums_constant_output_over_T():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(3, 4)).astype(np.float32)
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([4])}), "fc": nir.Linear(weight=w),
+                            "output": nir.Output(output_type={"output": np.array([3])})},
+                     edges=[("input", "fc"), ("fc", "output")], type_check=False)
+    x = rng.uniform(size=(5, 4)).astype(np.float32)
+    step, layer = (REF.run(g, x, 6, mode=m) for m in ("step", "layer"))
+    np.testing.assert_array_equal(step.outputs, layer.outputs)
+    np.testing.assert_allclose(layer.outputs, 6 * x @ w.T, rtol=1e-5)
+
+
+def test_rejects_unknown_mode_and_bad_max_elements():
+    g = residual_graph("if-subtract")
+    x = np.zeros((1, 2, 6, 6), np.float32)
+    with pytest.raises(ValueError, match="unknown mode 'fast'"):
+        REF.run(g, x, 2, mode="fast")
+    with pytest.raises(ValueError, match="max_elements"):
+        REF.run(g, x, 2, max_elements=0)
+
+
+@pytest.mark.parametrize("method", ["maxnorm", "robustnorm"])
+def test_modes_identical_on_digits(digits, digits_graphs, method):
+    x = digits.test_x[:96].numpy()
+    runs = run_all(digits_graphs[method], x, 16, batch_size=64)
+    assert sum(runs[0].spike_counts.values()).sum() > 0
+    for other in runs[1:]:
+        assert_same(runs[0], other)
+
+
+def test_modes_identical_on_converted_residual_network():
+    """A torch ResNet-20 converted by maxnorm (residual adds, global average pooling)."""
+    from pipeline.convert import convert
+    from pipeline.models import build_model
+    torch.manual_seed(0)
+    model = build_model("resnet20", (3, 16, 16), 10).eval()
+    g = convert(model, (3, 16, 16), torch.rand(16, 3, 16, 16), method="maxnorm")
+    x = torch.rand(3, 3, 16, 16).numpy()
+    runs = [REF.run(g, x, 4, record=True, mode=m, max_elements=e) for m, e in (("step", 1 << 30), ("layer", 1 << 30),
+                                                                               ("layer", 20000))]
+    for other in runs[1:]:
+        assert_same(runs[0], other)
