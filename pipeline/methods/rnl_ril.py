@@ -279,16 +279,6 @@ def train(ann: nn.Module, dataset, epochs: int, *, seed: int = 0, device: str = 
 
 # --- conversion -------------------------------------------------------------------------------------
 
-def thetas(model: nn.Module, input_shape) -> dict[str, float]:
-    """theta_l of every IF node of `trace(model)` (each must come from a RateNorm)."""
-    traced = trace(model, tuple(input_shape))
-    return _thetas(traced)
-
-
-def _thetas(traced) -> dict[str, float]:
-    return traced.module_scales(RateNorm, "rnl-ril")
-
-
 def _source_neuron(name: str, preds: dict, nodes: dict) -> str | None:
     """The IF node (or None for the Input) whose output reaches weighted layer `name` through passthroughs."""
     cur = name
@@ -357,7 +347,7 @@ def convert(model: nn.Module, input_shape, calib_x: torch.Tensor | None = None, 
     theta_l, the classifier unchanged. `calib_x` and `T` are not used (theta is learned, Sec. 2.2).
     """
     traced = trace(model, tuple(input_shape), method=method, source=source)
-    theta = _thetas(traced)
+    theta = traced.module_scales(RateNorm, "rnl-ril")
     graph = normalize(_rates_to_activations(traced.graph, theta), theta, form="weights")
     return _fix_identity_paths(graph, theta)
 
