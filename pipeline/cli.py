@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--out", default="out/ann.pt", help="checkpoint path (written atomically)")
+    p.add_argument("--state", default=None, metavar="PATH",
+                   help="training state saved after every epoch; an existing one is resumed (same settings)")
     _add_data_args(p)
 
     p = sub.add_parser("convert", parents=[common], help="convert a trained ANN into a spiking NIR graph")
@@ -120,7 +122,8 @@ def cmd_train(args) -> int:
     seed_everything(args.seed)
     model = build_model(args.model, ds.input_shape, ds.num_classes)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
-    history = train_ann(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, cfg, progress=not args.quiet)
+    history = train_ann(model, ds.train_x, ds.train_y, ds.test_x, ds.test_y, cfg, progress=not args.quiet,
+                        state_path=args.state)
     path = save_checkpoint(args.out, model.cpu(), model_name=args.model, input_shape=ds.input_shape,
                            num_classes=ds.num_classes, extra={"history": history.epochs, "seed": args.seed,
                                                               "dataset": args.dataset})

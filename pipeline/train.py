@@ -6,7 +6,7 @@ needed to rebuild it (model name, options, input shape, classes) beside the weig
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from pipeline.atomic import write_with
+from pipeline.errors import SpikeportError
+from pipeline.resume import load_state, save_state
 
 
 @dataclass
@@ -50,16 +52,33 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return correct / max(len(x), 1)
 
 
+def _settings(cfg: TrainConfig) -> dict:
+    """The settings a resumed run must share with the interrupted one (the device may differ)."""
+    return {k: v for k, v in asdict(cfg).items() if k != "device"}
+
+
 def train_ann(model: torch.nn.Module, train_x, train_y, test_x, test_y, cfg: TrainConfig,
-              progress: bool = True) -> History:
-    """Adam with cosine learning-rate decay and cross-entropy; returns per-epoch loss and accuracies."""
+              progress: bool = True, state_path=None) -> History:
+    """Adam with cosine learning-rate decay and cross-entropy; returns per-epoch loss and accuracies.
+
+    With `state_path`, the full training state is saved there after every epoch and, when the file exists,
+    training resumes from it: a resumed run ends with the same weights, bit for bit, as an uninterrupted one.
+    """
     seed_everything(cfg.seed)
     model.to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     gen = torch.Generator().manual_seed(cfg.seed)
     history = History()
-    bar = tqdm(range(cfg.epochs), desc="training", unit="epoch", disable=not progress)
+    start = 0
+    if state_path is not None and Path(state_path).exists():
+        resumed = load_state(state_path, model=model, optimizer=opt, scheduler=sched, generator=gen)
+        if resumed.extra.get("config") != _settings(cfg):
+            raise SpikeportError(f"training state {state_path} was written with other settings "
+                                 f"({resumed.extra.get('config')}); delete it or use the same settings")
+        start, history.epochs = resumed.epoch, resumed.history
+    bar = tqdm(range(start, cfg.epochs), desc="training", unit="epoch", disable=not progress,
+               initial=start, total=cfg.epochs)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(train_x), generator=gen)
@@ -75,6 +94,9 @@ def train_ann(model: torch.nn.Module, train_x, train_y, test_x, test_y, cfg: Tra
         acc = evaluate(model, test_x, test_y, device=cfg.device)
         history.epochs.append({"epoch": epoch + 1, "loss": total / len(train_x), "test_accuracy": acc})
         bar.set_postfix(loss=f"{total / len(train_x):.3f}", test_acc=f"{acc:.3f}")
+        if state_path is not None:
+            save_state(state_path, model=model, optimizer=opt, scheduler=sched, generator=gen, epoch=epoch + 1,
+                       history=history.epochs, extra={"config": _settings(cfg)})
     return history
 
 
