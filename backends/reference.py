@@ -24,9 +24,14 @@ SUPPORTED = KNOWN_TYPES
 
 @dataclass
 class Op:
-    """One node lowered to torch: `step(state, x) -> (state, y)`; `spiking` marks outputs that are spikes."""
+    """One node lowered to torch: `step(state, x) -> (state, y)`; `spiking` marks outputs that are spikes.
+
+    `step_into(state, x, out) -> state`, where given, is the same step computed in place (state updated,
+    output written into `out`); layer mode uses it, step mode keeps the pure `step`.
+    """
 
     step: Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]]
+    step_into: Callable[[Any, torch.Tensor, torch.Tensor], Any] | None = None
     init: Callable[[int], Any] = lambda batch: None
     spiking: bool = False
     integrator: bool = False
@@ -99,7 +104,9 @@ class _Lowering:
             return Op(lambda s, x: neurons.snm_step(s, x, snm),
                       init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True, signed=True)
         p = neurons.IFParams(self.t(node.r), self.t(node.v_threshold), self.t(node.v_reset), sem.reset == "subtract")
-        return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True)
+        unit_r = bool((p.r == 1).all())
+        return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True,
+                  step_into=lambda v, x, out: neurons.if_step_into(v, x, p, out, unit_r))
 
     def lif(self, name, node) -> Op:
         sem, v0 = self._v0(name, node)
@@ -161,10 +168,12 @@ class ReferenceBackend:
     Two execution modes give identical spikes and outputs (the same float operations in the same order
     for every element):
       - `mode="step"`: step by step, every non-constant node once per step (the semantics as written);
-      - `mode="layer"` (default): node by node over all T at once, a stateless node as one batched call on
-        a (T*batch, ...) tensor, a neuron node as a loop over T of its pure step function; T is cut in
-        chunks so that no (chunk*batch, *node shape) tensor has more than `max_elements` elements (at
-        least one step is always taken).
+      - `mode="layer"` (default): node by node over all T at once, a convolution or pooling as one batched
+        call on a (T*batch, ...) tensor (slices whose input is all zero skipped, see `_stateless`), a
+        Linear/Affine once per step on a fresh copy (BLAS rounding depends on row count and alignment), a
+        neuron node as a loop over T of its step computed in place; T is cut in chunks so that no
+        (chunk*batch, *node shape) tensor has more than `max_elements` elements (at least one step is
+        always taken).
     In both, nodes whose inputs are all time-constant (`constant_nodes`) are computed once per batch.
     """
 
@@ -279,6 +288,12 @@ class ReferenceBackend:
             for n in view.order:
                 for p in view.preds[n]:
                     last_use[p] = n
+            # a weighted node fed by one spiking node receives as many events as that node sent spikes
+            events_from = {n: view.preds[n][0] for n in events
+                           if len(view.preds[n]) == 1 and ops[view.preds[n][0]].spiking}
+            skippable = {n for n in view.order if isinstance(view.node(n), nir.Conv2d)}
+            # a GEMM's rounding can depend on its row count (BLAS blocking): one call per step, as in step mode
+            per_step = {n for n in view.order if isinstance(view.node(n), (nir.Linear, nir.Affine))}
             total = None
             for t0 in range(0, T, step_chunk):
                 tc = min(step_chunk, T - t0)
@@ -293,14 +308,17 @@ class ReferenceBackend:
                     for p in view.preds[n]:
                         if last_use.get(p) == n:
                             values.pop(p, None)   # bounded memory: free a chunk once its last reader ran
-                    if n in events:
+                    if n in events and n not in events_from:
                         events[n] += (inp != 0).sum((0, 1))
                     op = ops[n]
                     if op.spiking or op.integrator:
                         out = torch.empty_like(inp)
                         state = states[n]
                         for t in range(tc):
-                            state, out[t] = op.step(state, inp[t])
+                            if op.step_into is None:
+                                state, out[t] = op.step(state, inp[t])
+                            else:
+                                state = op.step_into(state, inp[t], out[t])
                         states[n] = state
                         values[n] = out
                         if op.spiking:
@@ -308,7 +326,11 @@ class ReferenceBackend:
                             if record:
                                 trains[n].append(out.cpu().transpose(0, 1))
                     else:
-                        _, y = op.step(None, inp.reshape(tc * batch, *inp.shape[2:]))
+                        flat = inp.reshape(tc * batch, *inp.shape[2:])
+                        if n in per_step:
+                            y = torch.cat([op.step(None, xt.clone())[1] for xt in flat.split(batch)])
+                        else:
+                            y = _stateless(op, flat, n in skippable)
                         values[n] = y.reshape(tc, batch, *y.shape[1:])
                 y = fixed[view.output] if view.output in const else values[view.output]
                 if out_is_state:
@@ -318,7 +340,28 @@ class ReferenceBackend:
                         yt = y if view.output in const else y[t]
                         total = yt.clone() if total is None else total + yt
                 del values
+            for n, p in events_from.items():
+                events[n] += counts[p].double().sum(0).round().long()
         return cls._result(total, counts, events, trains, record)
+
+
+SILENT_SKIP_FRACTION = 0.1
+
+
+def _stateless(op: Op, x: torch.Tensor, skip_silent: bool) -> torch.Tensor:
+    """`op` on a (T*batch, ...) stack of inputs. With `skip_silent`, when at least SILENT_SKIP_FRACTION of
+    the slices are all zero (steps at which a sample's whole input layer is silent), only the others are
+    computed and the silent ones get op(0) (the bias: exact, as 0*w sums to zero for finite weights)."""
+    if skip_silent:
+        active = x.flatten(1).any(1)
+        n_active = int(active.sum())
+        if n_active <= (1 - SILENT_SKIP_FRACTION) * len(x):
+            _, y0 = op.step(None, x[:1].new_zeros(1, *x.shape[1:]))
+            y = y0.expand(len(x), *y0.shape[1:]).clone()
+            if n_active:
+                y[active] = op.step(None, x[active])[1]
+            return y
+    return op.step(None, x)[1]
 
 
 def _sum(tensors):

@@ -177,13 +177,15 @@ CONVS = {
 }
 
 
+@pytest.mark.parametrize("process", ["sparse", "conv"])
 @pytest.mark.parametrize("conv_kw", CONVS.values(), ids=CONVS.keys())
-def test_conv_with_asymmetric_kernel_on_non_square_input_matches_torch(conv_kw):
-    """C=2, H=5, W=7: a transposed kernel or image would change the spikes or fail the shapes."""
+def test_conv_with_asymmetric_kernel_on_non_square_input_matches_torch(conv_kw, process):
+    """C=2, H=5, W=7: a transposed kernel or image would change the spikes or fail the shapes; both Lava
+    processes a Conv2d can become (Sparse matrix, Conv) give the torch answer."""
     x = (np.random.default_rng(1).integers(0, 9, (3, 2, 5, 7)) / 8).astype(np.float32)
     g = conv_chain((2, 5, 7), dict(conv_kw))
     T = 8
-    run = LAVA.run(g, x, T, record=True)
+    run = LAVA.run(g, x, T, record=True, conv=process)
     want = torch_conv_loop(g, x, T)
     assert want["if1"].sum() > 20 and (want["if1"].sum((1, 2, 3, 4)) > 0).all()
     np.testing.assert_array_equal(run.spikes["if1"], want["if1"])
@@ -409,6 +411,16 @@ def test_same_padding_with_even_kernel_is_refused_naming_the_node():
     g = conv_chain((2, 5, 7), dict(c_out=2, kernel=(2, 3), stride=1, padding="same", dilation=1, groups=1))
     with pytest.raises(backends.Unsupported, match="'conv'.*asymmetric padding"):
         LAVA.run(g, np.zeros((1, 2, 5, 7)), 4)
+
+
+def test_conv_parameters_beyond_int8_are_refused_by_lavas_conv_and_run_as_sparse():
+    """A dilation of 128 overflows the int8 fields of Lava's Conv process; the Sparse lowering has no limit."""
+    g = conv_chain((1, 130, 2), dict(c_out=1, kernel=(2, 1), stride=1, padding=0, dilation=(128, 1), groups=1))
+    x = (np.random.default_rng(4).integers(0, 9, (1, 1, 130, 2)) / 8).astype(np.float32)
+    with pytest.raises(backends.Unsupported, match=r"'conv'.*dilation \(128, 1\).*int8.*conv='sparse'"):
+        LAVA.run(g, x, 2, conv="conv")
+    run = LAVA.run(g, x, 4, record=True)
+    np.testing.assert_array_equal(run.spikes["if1"], torch_conv_loop(g, x, 4)["if1"])
 
 
 def test_wrong_input_shape_is_an_error():

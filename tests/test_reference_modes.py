@@ -10,10 +10,13 @@ import nir
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import backends
+from backends import neurons
 from backends.nirext import neuron_metadata
-from backends.reference import constant_nodes, _Lowering
+from backends.reference import Op, _Lowering, _stateless, constant_nodes
 from backends.graph import analyse
 
 REF = backends.get("reference")
@@ -168,5 +171,74 @@ def test_modes_identical_on_converted_residual_network():
     x = torch.rand(3, 3, 16, 16).numpy()
     runs = [REF.run(g, x, 4, record=True, mode=m, max_elements=e) for m, e in (("step", 1 << 30), ("layer", 1 << 30),
                                                                                ("layer", 20000))]
+    for other in runs[1:]:
+        assert_same(runs[0], other)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), subtract=st.booleans(), unit_r=st.booleans(), per_neuron=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_in_place_if_step_equals_pure_if_step(seed, subtract, unit_r, per_neuron, dtype):
+    """The in-place step used by layer mode gives the floats of the pure step (the semantics) over many steps."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (3, 5)
+    r = torch.ones(shape, dtype=dtype) if unit_r else torch.rand(shape, generator=g, dtype=dtype) * 2
+    theta = torch.rand(shape if per_neuron else (), generator=g, dtype=dtype) + 0.1
+    p = neurons.IFParams(r, theta, torch.rand(shape, generator=g, dtype=dtype) - 0.5, subtract)
+    v_pure = torch.rand(shape, generator=g, dtype=dtype)
+    v_fast = v_pure.clone()
+    out = torch.empty(20, *shape, dtype=dtype)
+    for t in range(20):
+        x = torch.randn(shape, generator=g, dtype=dtype)
+        v_pure, z = neurons.if_step(v_pure, x, p)
+        v_fast = neurons.if_step_into(v_fast, x, p, out[t], unit_r)
+        assert torch.equal(z, out[t]) and torch.equal(v_pure, v_fast)
+    assert out.sum() > 0
+
+
+def test_silent_slices_skip_the_conv_and_give_its_exact_output():
+    """A conv fed by a stack where most (step, sample) slices are silent computes only the active ones."""
+    rng = np.random.default_rng(4)
+    w, b = torch.as_tensor(rng.normal(size=(3, 2, 3, 3)), dtype=torch.float32), torch.randn(3)
+    seen = []
+
+    def conv(state, x):
+        seen.append(len(x))
+        return state, torch.nn.functional.conv2d(x, w, b, padding=1)
+    x = torch.as_tensor(rng.integers(0, 2, (10, 2, 5, 5)), dtype=torch.float32)
+    x[[0, 3, 4, 7]] = 0
+    y = _stateless(Op(conv), x, skip_silent=True)
+    assert seen == [1, 6]   # op(0) once, then the six active slices
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, w, b, padding=1), rtol=0, atol=1e-6)
+    assert torch.equal(y[0], b[:, None, None].expand(3, 5, 5))
+    seen.clear()
+    _stateless(Op(conv), x[[1, 2]], skip_silent=True)
+    assert seen == [2]      # nothing silent: one dense call
+
+
+def test_modes_identical_when_whole_samples_are_silent():
+    """Samples with zero input leave the first IF layer silent, so the second conv skips their slices."""
+    rng = np.random.default_rng(5)
+    f32 = lambda *s: rng.normal(0, 0.8, s).astype(np.float32)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, 5, 5])}),
+        "c1": nir.Conv2d(input_shape=(5, 5), weight=f32(4, 2, 3, 3), stride=1, padding=(1, 1), dilation=1, groups=1,
+                         bias=np.zeros(4, np.float32)),
+        "n1": _neuron((4, 5, 5), "if-subtract", rng, v_init=False),
+        "c2": nir.Conv2d(input_shape=(5, 5), weight=f32(3, 4, 3, 3), stride=1, padding=(1, 1), dilation=1, groups=1,
+                         bias=f32(3)),
+        "n2": _neuron((3, 5, 5), "if-subtract", rng),
+        "flatten": nir.Flatten(input_type={"input": np.array([3, 5, 5])}, start_dim=0, end_dim=-1),
+        "fc": nir.Linear(weight=f32(4, 75)),
+        "output": nir.Output(output_type={"output": np.array([4])}),
+    }
+    edges = [("input", "c1"), ("c1", "n1"), ("n1", "c2"), ("c2", "n2"), ("n2", "flatten"), ("flatten", "fc"),
+             ("fc", "output")]
+    g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    x = rng.uniform(0, 1, (6, 2, 5, 5)).astype(np.float32)
+    x[::2] = 0
+    runs = run_all(g, x, 12, batch_size=6)
+    assert runs[0].spike_counts["n1"][::2].sum() == 0 and runs[0].spike_counts["n1"][1::2].min() > 0
+    assert runs[0].spike_counts["n2"][::2].sum() > 0, "the bias alone must drive the second layer"
     for other in runs[1:]:
         assert_same(runs[0], other)

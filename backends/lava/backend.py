@@ -34,7 +34,7 @@ class LavaBackend:
 
     Every node type in `SUPPORTED_TYPES` and every neuron semantics of docs/nir-extensions.md is run
     faithfully, so `approximate` never has anything to ignore; what cannot be lowered (e.g. a Conv2d
-    with asymmetric 'same' padding, or int8 overflow of Lava's Conv parameters) raises
+    with asymmetric 'same' padding, or int8 overflow of Lava's Conv parameters with conv='conv') raises
     `backends.Unsupported` naming the node.
     """
 
@@ -42,17 +42,18 @@ class LavaBackend:
     honours = {
         "nodes": sorted(t.__name__ for t in SUPPORTED_TYPES),
         "neuron semantics": ["reset: zero", "reset: subtract", "reset: signed-memory", "v_init"],
-        "limits": ["Conv2d: symmetric padding; kernel, stride, padding, dilation, groups <= 127",
+        "limits": ["Conv2d: symmetric padding (conv='conv' also: kernel, stride, padding, dilation, groups <= 127)",
                    "Flatten: of all non-batch dimensions"],
     }
     memory_budget = 64 * 2**20  # bytes of input stream and spike rasters per compiled network
 
     def run(self, graph: nir.NIRGraph, inputs: np.ndarray, T: int, *, record: bool = False,
-            approximate: bool = False, progress: bool = False) -> RunResult:
+            approximate: bool = False, progress: bool = False, conv: str = "sparse") -> RunResult:
         """Run `graph` on `inputs` (N, *input shape, torch layout) for `T` steps per sample.
 
         `record` adds spike trains (N, T, *shape) per spiking node; `approximate` is accepted for the
-        common backend interface but never changes anything here (see the class docstring).
+        common backend interface but never changes anything here (see the class docstring); `conv` picks
+        the Lava process a Conv2d becomes (`lowering.CONV_PROCESSES`).
         """
         if int(T) < 1:
             raise ValueError(f"T must be at least 1, got {T}")
@@ -66,7 +67,7 @@ class LavaBackend:
         parts = []
         with tqdm(total=len(inputs) * T, desc=f"lava T={T}", unit="step", disable=not progress, leave=False) as bar:
             for lo in range(0, len(inputs), chunk):
-                parts.append(_run_chunk(view, inputs[lo:lo + chunk], T, record, bar if progress else None))
+                parts.append(_run_chunk(view, inputs[lo:lo + chunk], T, record, conv, bar if progress else None))
         return _merge(parts, T, len(inputs), time.perf_counter() - start, record)
 
     def _chunk_size(self, view, inputs: np.ndarray, T: int, record: bool) -> int:
@@ -77,7 +78,7 @@ class LavaBackend:
         return int(min(len(inputs), max(1, self.memory_budget // (per_step * T))))
 
 
-def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, bar=None) -> dict:
+def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, conv: str, bar=None) -> dict:
     """Compile, run and read back one network for `inputs`; Lava is stopped whatever happens.
 
     With a progress `bar` the run proceeds in blocks of steps (Lava resumes where it paused).
@@ -86,7 +87,7 @@ def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, bar=None) -> dict
     net: Network | None = None
     with _forgotten_afterwards():
         try:
-            net = Builder(view, inputs, T, record, workdir).build()
+            net = Builder(view, inputs, T, record, workdir, conv).build()
             cfg = Loihi2SimCfg(select_tag=SELECT_TAG)
             block = net.steps if bar is None else max(T, net.steps // PROGRESS_BLOCKS)
             done = 0

@@ -22,11 +22,15 @@ from backends.lava.procs.neuron import PARAMS, SPIKING
 from backends.nirext import neuron_semantics
 from backends.result import Unsupported
 from lava.proc.conv.process import Conv
+from lava.proc.conv.utils import conv_to_sparse
 from lava.proc.dense.process import Dense
 from lava.proc.io.source import RingBuffer
+from lava.proc.sparse.process import Sparse
+from scipy.sparse import csr_matrix
 
 GRADED = 24  # num_message_bits > 0: Dense/Conv take their input as graded values, not as booleans
 INT8 = 127  # Lava's Conv model stores kernel size, stride, padding, dilation and groups as int8
+CONV_PROCESSES = ("sparse", "conv")  # how a Conv2d is lowered: Lava's Sparse (default) or its Conv process
 
 
 @dataclass
@@ -106,8 +110,12 @@ def _connect(signal: Signal, in_port) -> None:
 class Builder:
     """Walks the graph in execution order and lowers each node with its registered function."""
 
-    def __init__(self, view: GraphView, inputs: np.ndarray, T: int, record: bool, workdir: Path):
+    def __init__(self, view: GraphView, inputs: np.ndarray, T: int, record: bool, workdir: Path,
+                 conv: str = "sparse"):
+        if conv not in CONV_PROCESSES:
+            raise ValueError(f"conv must be one of {', '.join(CONV_PROCESSES)}, got {conv!r}")
         self.view, self.inputs, self.T, self.record, self.workdir = view, inputs, int(T), record, Path(workdir)
+        self.conv = conv
         self.signals: dict[str, Signal] = {}
         self.layers: dict[str, Layer] = {}
         self.counters: dict[str, Counter] = {}
@@ -212,32 +220,43 @@ def _conv_padding(name: str, node: nir.Conv2d, kernel: tuple[int, int], dilation
 
 @lowers(nir.Conv2d)
 def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
-    """Lava Conv: torch weight (C_out, C_in/g, kH, kW) becomes (C_out, kW, kH, C_in/g), spatially flipped
-    because Lava convolves where torch correlates; stride, padding and dilation become (W, H) order."""
+    """Lava's Sparse process holding the convolution as a (out, in) matrix (`b.conv == "sparse"`, one sparse
+    product per step) or its Conv process (`"conv"`: one scipy convolve2d per channel pair per step, far
+    slower). Both take the torch weight (C_out, C_in/g, kH, kW) as (C_out, kW, kH, C_in/g), spatially flipped
+    because Lava convolves where torch correlates, with stride, padding and dilation in (W, H) order, and
+    add one step of delay."""
     if not x.is_canonical or len(x.torch_shape) != 3:
         raise Unsupported(f"node {name!r}: Conv2d needs a (C, H, W) input, got a tensor of shape {x.torch_shape}")
     weight = np.asarray(node.weight, np.float64)
     kernel = (weight.shape[2], weight.shape[3])
     stride, dilation, groups = _pair(node.stride), _pair(node.dilation), int(node.groups)
     padding = _conv_padding(name, node, kernel, dilation)
-    if max(*kernel, *stride, *padding, *dilation, groups) > INT8:
-        raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride {stride}, padding {padding}, "
-                          f"dilation {dilation} and groups {groups} as int8; values above {INT8} are not supported")
     lava_weight = np.ascontiguousarray(weight.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
-    conv = Conv(weight=lava_weight, input_shape=x.lava_shape, padding=padding[::-1], stride=stride[::-1],
-                dilation=dilation[::-1], groups=groups, num_message_bits=GRADED, name=name)
     out_shape = b.view.shape(name)
-    out = Signal.canonical((conv.a_out,), out_shape, delay=x.delay + 1)
-    if tuple(conv.output_shape) != out.lava_shape:
-        raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(conv.output_shape)}, NIR says {out_shape}")
-    _connect(x, conv.s_in)
+    out_lava = Signal.canonical((), out_shape, delay=0).lava_shape
+    if b.conv == "sparse":
+        dst, src, wgt = conv_to_sparse(x.lava_shape, out_lava, lava_weight, stride[::-1], padding[::-1],
+                                       dilation[::-1], groups)
+        matrix = csr_matrix((wgt, (dst, src)), shape=(int(np.prod(out_lava)), int(np.prod(x.lava_shape))))
+        proc = Sparse(weights=matrix, num_message_bits=GRADED, name=name)
+    else:
+        if max(*kernel, *stride, *padding, *dilation, groups) > INT8:
+            raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride {stride}, padding "
+                              f"{padding}, dilation {dilation} and groups {groups} as int8; values above {INT8} "
+                              "are not supported (the default conv='sparse' has no such limit)")
+        proc = Conv(weight=lava_weight, input_shape=x.lava_shape, padding=padding[::-1], stride=stride[::-1],
+                    dilation=dilation[::-1], groups=groups, num_message_bits=GRADED, name=name)
+        if tuple(proc.output_shape) != out_lava:
+            raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(proc.output_shape)}, NIR says "
+                              f"{out_shape}")
+    _connect(x, proc.s_in)
     b.count_events(name, x)
     bias = np.asarray(node.bias, np.float64).reshape(-1, 1, 1) * np.ones(out_shape)
     if x.offset is not None:
         const = torch.as_tensor(np.asarray(x.offset, np.float64).reshape(1, *x.torch_shape))
         bias = bias + F.conv2d(const, torch.as_tensor(weight), stride=stride, padding=padding, dilation=dilation,
                                groups=groups)[0].numpy()
-    return Signal.canonical(out.ports, out_shape, delay=out.delay, offset=bias if np.any(bias) else None)
+    return Signal.canonical((proc.a_out,), out_shape, delay=x.delay + 1, offset=bias if np.any(bias) else None)
 
 
 @lowers(nir.AvgPool2d, nir.SumPool2d)
