@@ -2,7 +2,8 @@
 
 Semantics follow docs/nir-extensions.md; Lava's Dense and Conv add one step of delay each, which the
 lowering tracks per edge (`Signal.delay`), evens out at fan-in with `Delay` processes and hands to
-each neuron layer as the offset of its sample windows.
+each neuron layer as the offset of its sample windows. A quantized graph (`Builder.fixed`) is lowered to
+integer parameters for Lava's fixed_pt models, as `backends.fixedpoint` reads them.
 """
 from __future__ import annotations
 
@@ -15,15 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backends import fixedpoint
 from backends.graph import GraphView
 from backends.lava.layout import Signal
-from backends.lava.procs import Delay, EventCounter, NeuronLayer, Pool2d, Scale
+from backends.lava.procs import Delay, EventCounter, NeuronLayer, Pool2d, Scale, Shift
 from backends.lava.procs.neuron import PARAMS, SPIKING
-from backends.nirext import neuron_semantics
+from backends.nirext import fixed_point, neuron_semantics
 from backends.result import Unsupported
 from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
 from lava.proc.io.source import RingBuffer
+from lava.utils.weightutils import SignMode
 
 GRADED = 24  # num_message_bits > 0: Dense/Conv take their input as graded values, not as booleans
 INT8 = 127  # Lava's Conv model stores kernel size, stride, padding, dilation and groups as int8
@@ -113,6 +116,7 @@ class Builder:
         self.counters: dict[str, Counter] = {}
         self.source: RingBuffer | None = None
         self.output: Layer | None = None
+        self.fixed = fixed_point("graph", view.graph.metadata, "graph")  # None for a float graph
 
     def build(self) -> Network:
         for name in self.view.order:
@@ -158,12 +162,13 @@ class Builder:
         self.counters[name] = Counter(name, proc, x, dump)
 
     def neuron_layer(self, name: str, kind: str, params: dict, x: Signal, v_init=None, subtract=False,
-                     signed=False) -> Layer:
-        """A `NeuronLayer` on input `x`; parameters given in torch layout."""
+                     signed=False, bias=None) -> Layer:
+        """A `NeuronLayer` on input `x`; parameters (and `bias`, default: x's offset) given in torch layout."""
         dump = self.workdir / f"layer{len(self.layers)}.npz"
         proc = NeuronLayer(
             shape=x.lava_shape, kind=kind, params={k: x.to_lava(v) for k, v in params.items()},
-            subtract=subtract, dt=self.view.dt, bias=x.bias(), v_init=x.to_lava(0.0 if v_init is None else v_init),
+            subtract=subtract, dt=self.view.dt, bias=x.bias() if bias is None else x.to_lava(bias),
+            v_init=x.to_lava(0.0 if v_init is None else v_init),
             T=self.T, n_samples=len(self.inputs), offset=x.delay, record=self.record, dump=str(dump), name=name,
             error_dir=self.workdir, signed=signed)
         _connect(x, proc.a_in)
@@ -179,7 +184,11 @@ def lower_input(b: Builder, name: str, node: nir.Input, x: None) -> Signal:
     if tuple(b.inputs.shape[1:]) != shape:
         raise ValueError(f"inputs have shape {tuple(b.inputs.shape)}; Input {name!r} expects (N, *{shape})")
     sig = Signal.canonical((), shape, delay=0)
-    flat = np.asarray(b.inputs, np.float64).reshape(len(b.inputs), -1)[:, sig.perm]
+    values = np.asarray(b.inputs, np.float64)
+    if b.fixed is not None:   # integers of the input format (backends.fixedpoint.quantize_input)
+        values = fixedpoint.quantize_input(values, float(b.fixed["input_scale"]), int(b.fixed["input_bits"]),
+                                           bool(b.fixed["input_signed"])).astype(np.int32)
+    flat = values.reshape(len(b.inputs), -1)[:, sig.perm]
     stream = np.repeat(flat.reshape(len(b.inputs), *sig.lava_shape), b.T, axis=0)
     b.source = RingBuffer(data=np.ascontiguousarray(np.moveaxis(stream, 0, -1)))
     return Signal.canonical((b.source.s_out,), shape, delay=0)
@@ -187,9 +196,16 @@ def lower_input(b: Builder, name: str, node: nir.Input, x: None) -> Signal:
 
 @lowers(nir.Affine, nir.Linear)
 def lower_affine(b: Builder, name: str, node, x: Signal) -> Signal:
-    """Dense with the weight columns permuted to Lava's input order; the bias rides on as an offset."""
+    """Dense with the weight columns permuted to Lava's input order; the bias rides on as an offset.
+    Fixed point: Dense's stored 8-bit weights, weight_exp, num_weight_bits and sign_mode (`dense_storage`)."""
     weight = np.asarray(node.weight, np.float64)
-    dense = Dense(weights=weight[:, x.perm], num_message_bits=GRADED, name=name)
+    if b.fixed is not None:
+        w = fixedpoint.weights(name, node)
+        stored, k, mode = fixedpoint.dense_storage(w.m, w.bits)
+        dense = Dense(weights=stored[:, x.perm].astype(np.int32), weight_exp=w.exp - k, num_weight_bits=w.bits,
+                      sign_mode=SignMode[mode.upper()], num_message_bits=GRADED, name=name)
+    else:
+        dense = Dense(weights=weight[:, x.perm], num_message_bits=GRADED, name=name)
     _connect(x, dense.s_in)
     b.count_events(name, x)
     offset = None if x.offset is None else weight @ np.asarray(x.offset, np.float64).reshape(-1)
@@ -223,14 +239,20 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
     if max(*kernel, *stride, *padding, *dilation, groups) > INT8:
         raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride {stride}, padding {padding}, "
                           f"dilation {dilation} and groups {groups} as int8; values above {INT8} are not supported")
-    lava_weight = np.ascontiguousarray(weight.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
-    conv = Conv(weight=lava_weight, input_shape=x.lava_shape, padding=padding[::-1], stride=stride[::-1],
-                dilation=dilation[::-1], groups=groups, num_message_bits=GRADED, name=name)
+    w = fixedpoint.weights(name, node) if b.fixed is not None else None
+    lava_weight = np.ascontiguousarray((weight if w is None else w.m).transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
+    conv = Conv(weight=lava_weight if w is None else lava_weight.astype(np.int32), input_shape=x.lava_shape,
+                padding=padding[::-1], stride=stride[::-1], dilation=dilation[::-1], groups=groups,
+                num_message_bits=GRADED, name=name)
     out_shape = b.view.shape(name)
     out = Signal.canonical((conv.a_out,), out_shape, delay=x.delay + 1)
     if tuple(conv.output_shape) != out.lava_shape:
         raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(conv.output_shape)}, NIR says {out_shape}")
     _connect(x, conv.s_in)
+    if w is not None:   # Lava's fixed-point Conv ignores weight_exp: a Shift applies the shared exponent
+        shift = Shift(shape=out.lava_shape, exp=w.exp, name=f"{name}/exp", error_dir=b.workdir)
+        conv.a_out.connect(shift.a_in)
+        out = Signal.canonical((shift.a_out,), out_shape, delay=out.delay)
     b.count_events(name, x)
     bias = np.asarray(node.bias, np.float64).reshape(-1, 1, 1) * np.ones(out_shape)
     if x.offset is not None:
@@ -276,8 +298,12 @@ def lower_flatten(b: Builder, name: str, node: nir.Flatten, x: Signal) -> Signal
 
 @lowers(nir.Scale)
 def lower_scale(b: Builder, name: str, node: nir.Scale, x: Signal) -> Signal:
-    """`Scale` process, elementwise within the step."""
-    proc = Scale(scale=x.to_lava(node.scale), name=name, error_dir=b.workdir)
+    """`Scale` process, elementwise within the step (fixed point: the integer graded-spike payloads)."""
+    scale = node.scale
+    if b.fixed is not None:
+        scale = fixedpoint.to_integer(f"node {name!r} scale", scale, fixedpoint.unit(name, node, "scale"),
+                                      fixedpoint.V_LIMIT)
+    proc = Scale(scale=x.to_lava(scale), name=name, error_dir=b.workdir)
     _connect(x, proc.a_in)
     offset = None if x.offset is None else np.asarray(node.scale, np.float64) * x.offset
     return Signal((proc.a_out,), x.torch_shape, x.lava_shape, x.perm, x.delay, offset)
@@ -291,6 +317,12 @@ def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
     (num_message_bits > 0, floating point), and Scale, Pool2d and Delay pass them on unchanged."""
     kind = type(node).__name__
     sem = neuron_semantics(name, node)
+    if b.fixed is not None:   # integers in v units and the threshold mantissa (backends.fixedpoint.layer_params)
+        p = fixedpoint.layer_params(b.view, name)
+        params = {"r": 1, "v_threshold": p.vth, "v_reset": p.v_reset} if kind == "IF" else {"r": 1}
+        layer = b.neuron_layer(name, kind, params, x, v_init=p.v_init, subtract=sem.reset == "subtract",
+                               signed=sem.signed, bias=p.bias)
+        return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
     params = {k: getattr(node, k) for k in PARAMS[kind]}
     layer = b.neuron_layer(name, kind, params, x, v_init=sem.v_init, subtract=sem.reset == "subtract",
                            signed=sem.signed)
