@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from backends.graph import GraphView, analyse
-from backends.nirext import ExtensionError, SIGNED, fixed_point, graph_info, neuron_semantics
+from backends.nirext import ExtensionError, SIGNED, fixed_point, neuron_semantics
 from backends.result import RunResult, Unsupported
 
 STATE_BITS = 24                   # u and v are 24-bit (AbstractPyLifModelFixed.uv_bitwidth)
@@ -295,7 +295,6 @@ def run(graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, record: b
         progress: bool = False) -> RunResult:
     """Run quantized `graph` in integer arithmetic; outputs are converted back to floats (x unit)."""
     view = analyse(graph, SUPPORTED)
-    graph_info(graph)
     fmt = input_format(graph)
     if len(view.preds[view.output]) != 1:
         raise Unsupported("fixed point needs exactly one node feeding Output")

@@ -15,7 +15,7 @@ import nir
 import backends
 from pipeline.atomic import write_json, write_nir, write_text
 from pipeline.hwconfig import HwConfig, load_hwconfig
-from pipeline.quantize import Quantized, quantize
+from pipeline.quantize import Quantized, output_peak, quantize
 from pipeline.report import markdown_table
 from pipeline.resources import resource_map
 
@@ -46,10 +46,11 @@ def accuracy_sweep(graph: nir.NIRGraph, hw: HwConfig, calib_x, x, y, T: int, bit
     rows = [{"weights": "float", "accuracy": float_run.accuracy(y), "agreement": 1.0,
              "spikes_per_sample": float_run.spikes_per_sample}]
     quantized = {}
+    peak = output_peak(graph, calib_x)
     for b in bits:
         if b > hw.fixed_point_formats()["weight_bits"]:
             continue
-        quantized[b] = quantize(graph, hw, calib_x, weight_bits=b)
+        quantized[b] = quantize(graph, hw, calib_x, weight_bits=b, peak=peak)
         run = ref.run(quantized[b].graph, x, T, fixed_point=True, progress=progress)
         rows.append({"weights": f"{b}-bit", "accuracy": run.accuracy(y), "agreement": run.agreement(float_run),
                      "spikes_per_sample": run.spikes_per_sample})

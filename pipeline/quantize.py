@@ -182,10 +182,16 @@ class _Quantizer:
         self.units[name], self.tops[name] = unit, int(np.abs(payload).max())
 
 
+def output_peak(graph: nir.NIRGraph, calib_x, calib_T: int = 32, calib_samples: int = 256) -> float:
+    """Largest |output| of a float run of the first `calib_samples` of `calib_x` for `calib_T` steps."""
+    x = np.asarray(calib_x, np.float64)[:calib_samples]
+    return float(np.abs(backends.get("reference").run(graph, x, int(calib_T)).outputs).max())
+
+
 def quantize(graph: nir.NIRGraph, target: HwConfig | str, calib_x, *, weight_bits: int | None = None,
-             input_bits: int = 8, payload_bits: int = 8, calib_T: int = 32, calib_samples: int = 256) -> Quantized:
-    """Quantize `graph` for `target`; `calib_x` (samples of the input) sets the input format's scale, and a
-    float run of its first `calib_samples` for `calib_T` steps the range of an integrator output.
+             input_bits: int = 8, payload_bits: int = 8, peak: float | None = None) -> Quantized:
+    """Quantize `graph` for `target`; `calib_x` (samples of the input) sets the input format's scale, and
+    `peak` (default: `output_peak(graph, calib_x)`) the range of an integrator output.
 
     weight_bits: mantissa bits (default and maximum: the target's `formats.weight_bits`); input_bits: the direct
     input's integer width; payload_bits: the width of graded spike payloads (Scale nodes after a neuron)."""
@@ -207,7 +213,7 @@ def quantize(graph: nir.NIRGraph, target: HwConfig | str, calib_x, *, weight_bit
     signed = bool(x.min() < 0)
     top = (1 << (input_bits - 1)) - 1 if signed else (1 << input_bits) - 1
     input_unit = float(np.abs(x).max()) / top or 1.0
-    peak = float(np.abs(backends.get("reference").run(graph, x[:calib_samples], int(calib_T)).outputs).max())
+    peak = output_peak(graph, x) if peak is None else float(peak)
     q = _Quantizer(view, fmt, bits, input_unit, top, payload_bits, peak)
     for name in view.order:
         node = view.node(name)
