@@ -14,7 +14,7 @@ import numpy as np
 import backends
 from backends import fixedpoint as fx
 from backends.graph import WEIGHTED_TYPES, GraphView, analyse
-from backends.nirext import SIGNED, neuron_semantics, with_fixed_point
+from backends.nirext import neuron_semantics, with_fixed_point
 from pipeline.errors import SpikeportError
 from pipeline.hwconfig import HwConfig, load_hwconfig
 
@@ -197,6 +197,9 @@ def quantize(graph: nir.NIRGraph, target: HwConfig | str, calib_x, *, weight_bit
     input's integer width; payload_bits: the width of graded spike payloads (Scale nodes after a neuron)."""
     hw = target if isinstance(target, HwConfig) else load_hwconfig(target)
     fmt = hw.fixed_point_formats()
+    if fmt["state_bits"] != fx.STATE_BITS:
+        raise QuantizeError(f"{hw.path}: formats.state_bits is {fmt['state_bits']}, but spikeport's fixed-point "
+                            f"arithmetic (Lava's bit-accurate models) has {fx.STATE_BITS}-bit states")
     bits = fmt["weight_bits"] if weight_bits is None else int(weight_bits)
     if not 1 <= bits <= fmt["weight_bits"]:
         raise QuantizeError(f"weight_bits must be in 1..{fmt['weight_bits']} for target {hw.name!r}, got {bits}")
@@ -207,8 +210,6 @@ def quantize(graph: nir.NIRGraph, target: HwConfig | str, calib_x, *, weight_bit
         if not isinstance(node, fx.SUPPORTED):
             raise QuantizeError(f"node {name!r}: {type(node).__name__} has no fixed-point form (supported: "
                                 f"{', '.join(sorted(t.__name__ for t in fx.SUPPORTED))})")
-        if isinstance(node, nir.IF) and neuron_semantics(name, node).reset not in ("subtract", "zero", SIGNED):
-            raise QuantizeError(f"node {name!r}: unknown reset")
     x = np.asarray(calib_x, np.float64)
     signed = bool(x.min() < 0)
     top = (1 << (input_bits - 1)) - 1 if signed else (1 << input_bits) - 1
