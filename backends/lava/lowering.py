@@ -320,12 +320,11 @@ def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
     if b.fixed is not None:   # integers in v units and the threshold mantissa (backends.fixedpoint.layer_params)
         p = fixedpoint.layer_params(b.view, name)
         params = {"r": 1, "v_threshold": p.vth, "v_reset": p.v_reset} if kind == "IF" else {"r": 1}
-        layer = b.neuron_layer(name, kind, params, x, v_init=p.v_init, subtract=sem.reset == "subtract",
-                               signed=sem.signed, bias=p.bias)
-        return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
-    params = {k: getattr(node, k) for k in PARAMS[kind]}
-    layer = b.neuron_layer(name, kind, params, x, v_init=sem.v_init, subtract=sem.reset == "subtract",
-                           signed=sem.signed)
+        v_init, bias = p.v_init, p.bias
+    else:
+        params, v_init, bias = {k: getattr(node, k) for k in PARAMS[kind]}, sem.v_init, None
+    layer = b.neuron_layer(name, kind, params, x, v_init=v_init, subtract=sem.reset == "subtract",
+                           signed=sem.signed, bias=bias)
     return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
 
 
