@@ -1,4 +1,4 @@
-"""Reader and writer of spikeport's NIR metadata extension (docs/nir-extensions.md, schema version 1).
+"""Reader and writer of spikeport's NIR metadata extension (docs/nir-extensions.md, schema version 2).
 
 Every backend reads neuron semantics through `neuron_semantics`, so no backend invents defaults.
 """
@@ -10,13 +10,21 @@ import nir
 import numpy as np
 
 KEY = "spikeport"
-VERSION = 1
+VERSION = 2   # version 2 adds the `fixed_point` keys of quantized graphs; version 1 files read unchanged
 NEURON_TYPES = (nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
 SPIKING_TYPES = (nir.IF, nir.LIF, nir.CubaLIF)
 RESETS = ("zero", "subtract", "signed-memory")
 SIGNED = "signed-memory"  # the signed neuron with memory of DNISNM (Wang et al. 2024, Eq. 19-23); IF only
 _NEURON_KEYS = {"version", "reset", "v_init"}
 _GRAPH_KEYS = {"version", "method", "encoding", "dt", "source"}
+FIXED = "fixed_point"   # version >= 2: integer formats of a quantized graph (docs/nir-extensions.md)
+# node kind -> the keys its `fixed_point` table must hold
+FIXED_KEYS = {
+    "graph": {"target", "input_scale", "input_bits", "input_signed"},
+    "weighted": {"weight_exp", "weight_bits", "weight_step"},
+    "neuron": {"unit"},
+    "scale": {"unit"},
+}
 
 
 class ExtensionError(ValueError):
@@ -70,7 +78,7 @@ def neuron_semantics(name: str, node: nir.NIRNode) -> NeuronSemantics:
         return NeuronSemantics(reset="zero", v_init=None)
     where = f"node {name!r}"
     _check_version(where, meta)
-    unknown = set(meta) - _NEURON_KEYS
+    unknown = set(meta) - _NEURON_KEYS - _fixed_allowed(meta)
     if unknown:
         raise ExtensionError(f"{where}: unknown metadata key(s) {sorted(unknown)} under '{KEY}'")
     reset = str(meta.get("reset", "zero"))
@@ -90,6 +98,36 @@ def neuron_semantics(name: str, node: nir.NIRNode) -> NeuronSemantics:
     return NeuronSemantics(reset=reset, v_init=v_init)
 
 
+def _fixed_allowed(meta: dict) -> set[str]:
+    return {FIXED} if int(meta["version"]) >= 2 else set()
+
+
+def fixed_point(where: str, metadata: dict | None, kind: str) -> dict | None:
+    """The checked `fixed_point` table of a node or graph (`kind` as in `FIXED_KEYS`); None if unquantized."""
+    meta = (metadata or {}).get(KEY)
+    if meta is None or FIXED not in meta:
+        return None
+    _check_version(where, meta)
+    if int(meta["version"]) < 2:
+        raise ExtensionError(f"{where}: '{FIXED}' needs extension version 2, the metadata says {meta['version']}")
+    table = dict(meta[FIXED])
+    missing, unknown = FIXED_KEYS[kind] - set(table), set(table) - FIXED_KEYS[kind]
+    if missing or unknown:
+        raise ExtensionError(f"{where}: '{FIXED}' must hold exactly {sorted(FIXED_KEYS[kind])}; "
+                             f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+    return table
+
+
+def with_fixed_point(metadata: dict | None, table: dict) -> dict:
+    """`metadata` with `table` under `spikeport.fixed_point` (version raised to 2; other keys kept)."""
+    out = dict(metadata or {})
+    meta = dict(out.get(KEY, {}))
+    meta["version"] = VERSION
+    meta[FIXED] = dict(table)
+    out[KEY] = meta
+    return out
+
+
 def neuron_metadata(reset: str = "subtract", v_init: np.ndarray | None = None) -> dict:
     """The `metadata` dict for a neuron node with the given semantics."""
     meta: dict = {"version": VERSION, "reset": reset}
@@ -103,7 +141,7 @@ def graph_info(graph: nir.NIRGraph) -> dict:
     meta = dict((graph.metadata or {}).get(KEY, {}))
     if meta:
         _check_version("graph", meta)
-        unknown = set(meta) - _GRAPH_KEYS
+        unknown = set(meta) - _GRAPH_KEYS - _fixed_allowed(meta)
         if unknown:
             raise ExtensionError(f"graph: unknown metadata key(s) {sorted(unknown)} under '{KEY}'")
     encoding = str(meta.get("encoding", "direct"))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from backends import neurons
+from backends import fixedpoint, neurons
 from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
 from backends.nirext import NEURON_TYPES, neuron_semantics
 from backends.result import RunResult
@@ -185,10 +185,16 @@ class ReferenceBackend:
 
     def run(self, graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, device: str = "cpu",
             dtype: torch.dtype = torch.float32, record: bool = False, approximate: bool = False,
-            progress: bool = False, mode: str = "layer", max_elements: int = DEFAULT_MAX_ELEMENTS) -> RunResult:
-        """Run `graph` on `inputs` (N, *input shape) for `T` steps; see `RunResult` for what is returned."""
+            progress: bool = False, mode: str = "layer", max_elements: int = DEFAULT_MAX_ELEMENTS,
+            fixed_point: bool = False) -> RunResult:
+        """Run `graph` on `inputs` (N, *input shape) for `T` steps; see `RunResult` for what is returned.
+
+        `fixed_point=True` runs a quantized graph in the integer arithmetic of Lava's fixed_pt process models
+        (`backends.fixedpoint`; `device`, `dtype`, `mode` and `max_elements` do not apply)."""
         if int(T) < 1:
             raise ValueError(f"T must be at least 1, got {T}")
+        if fixed_point:
+            return fixedpoint.run(graph, inputs, int(T), batch_size=batch_size, record=record, progress=progress)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
         if int(max_elements) < 1:

@@ -1,4 +1,5 @@
-"""The `spikeport` command line: train, convert, simulate, energy, demo (python -m pipeline.cli).
+"""The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy
+(python -m pipeline.cli).
 
 User mistakes end in one line on stderr and exit code 2; `--debug` shows the traceback instead.
 """
@@ -96,6 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128])
     p.add_argument("--method-epochs", type=_positive, default=10, help="fine-tuning epochs for methods that train")
     p.add_argument("--out", default="out/sweep")
+    _add_data_args(p)
+
+    p = sub.add_parser("quantize", parents=[common], help="quantize a NIR file to a fixed-point target's formats")
+    p.add_argument("model_nir", metavar="MODEL.nir")
+    p.add_argument("--target", default="loihi2", help="hwconfig name (hwconfigs/NAME.toml) or path, with [formats]")
+    p.add_argument("-o", "--out", default="out/model.q.nir", help="quantized NIR file (written atomically)")
+    p.add_argument("--weight-bits", type=_positive, default=None, help="weight mantissa bits (default: the target's)")
+    p.add_argument("--input-bits", type=_positive, default=8, help="integer width of the direct input")
+    p.add_argument("--payload-bits", type=_positive, default=8, help="integer width of graded spike payloads")
+    _add_data_args(p)
+
+    p = sub.add_parser("deploy", parents=[common], help="quantized NIR, resource map and accuracy/energy report "
+                       "for a fixed-point target")
+    p.add_argument("model_nir", metavar="MODEL.nir")
+    p.add_argument("--target", default="loihi2", help="hwconfig name (hwconfigs/NAME.toml) or path, with [formats]")
+    p.add_argument("--out", default="out/deploy", help="output folder")
+    p.add_argument("--T", type=_positive, default=32)
     _add_data_args(p)
 
     p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
@@ -216,8 +234,35 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_quantize(args) -> int:
+    from pipeline.atomic import write_nir
+    from pipeline.nirio import read_graph
+    from pipeline.quantize import quantize
+    graph = read_graph(args.model_nir)
+    ds, _, _ = _test_data(args)
+    q = quantize(graph, args.target, ds.train_x.numpy(), weight_bits=args.weight_bits, input_bits=args.input_bits,
+                 payload_bits=args.payload_bits)
+    for name, layer in q.layers.items():
+        print(f"{name}: {layer['weight_bits']}-bit mantissas in [{layer['mantissa_min']}, {layer['mantissa_max']}], "
+              f"exponent {layer['weight_exp']}, {layer['clipped']} clipped")
+    print(f"wrote {write_nir(args.out, q.graph)}")
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from pipeline.deploy import deploy
+    from pipeline.nirio import read_graph
+    graph = read_graph(args.model_nir)
+    ds, x, y = _test_data(args)
+    bundle = deploy(graph, args.target, args.out, ds.train_x.numpy(), x, y, T=args.T, progress=not args.quiet)
+    for row in bundle.accuracy:
+        print(f"{row['weights']}: accuracy {100 * row['accuracy']:.2f}% on {len(x)} samples, T={args.T}")
+    print("wrote " + ", ".join(str(p) for p in bundle.files.values()))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
-            "sweep": cmd_sweep, "demo": cmd_demo}
+            "sweep": cmd_sweep, "demo": cmd_demo, "quantize": cmd_quantize, "deploy": cmd_deploy}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from pipeline.errors import SpikeportError
 HWCONFIG_DIR = Path(__file__).resolve().parents[1] / "hwconfigs"
 
 NUMBER, INTEGER, STRING = "a number", "a positive integer", "a non-empty string"
+SIGNED_INTEGER, BOOLEAN = "an integer", "true or false"
 REQUIRED, OPTIONAL = True, False
 
 # section -> key -> (kind, required). Sections other than [target] are optional; within a present
@@ -29,14 +30,20 @@ SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
         "cache_32kb_read_pj": (NUMBER, OPTIONAL), "cache_1mb_read_pj": (NUMBER, OPTIONAL),
         "dram_access_min_pj": (NUMBER, OPTIONAL), "dram_access_max_pj": (NUMBER, OPTIONAL),
     },
+    # number formats of a fixed-point target (what `spikeport quantize` maps a graph to)
     "formats": {"weight_bits": (INTEGER, OPTIONAL), "state_bits": (INTEGER, OPTIONAL),
-                "threshold_bits": (INTEGER, OPTIONAL)},
+                "threshold_bits": (INTEGER, OPTIONAL), "weight_exp_min": (SIGNED_INTEGER, OPTIONAL),
+                "weight_exp_max": (SIGNED_INTEGER, OPTIONAL), "bias_mant_bits": (INTEGER, OPTIONAL),
+                "bias_exp_max": (SIGNED_INTEGER, OPTIONAL)},
     "cores": {
         "cores_per_chip": (INTEGER, OPTIONAL), "neurons_per_chip": (INTEGER, OPTIONAL),
         "synapses_per_chip": (INTEGER, OPTIONAL), "neurons_per_core": (INTEGER, OPTIONAL),
-        "synapses_per_core": (INTEGER, OPTIONAL),
+        "synapses_per_core": (INTEGER, OPTIONAL), "axons_per_core": (INTEGER, OPTIONAL),
+        "conv_weight_sharing": (BOOLEAN, OPTIONAL),
     },
 }
+FIXED_POINT_FORMATS = ("weight_bits", "state_bits", "threshold_bits", "weight_exp_min", "weight_exp_max",
+                       "bias_mant_bits", "bias_exp_max")
 
 
 class HwConfigError(SpikeportError, ValueError):
@@ -64,6 +71,14 @@ class HwConfig:
     memory: dict[str, float]
     formats: dict[str, int]
     cores: dict[str, int]
+
+    def fixed_point_formats(self) -> dict[str, int]:
+        """The [formats] a quantizer needs; an error naming the first missing key if this is no fixed-point target."""
+        for key in FIXED_POINT_FORMATS:
+            if key not in self.formats:
+                raise HwConfigError(f"{self.path}: target {self.name!r} has no key 'formats.{key}', so it cannot be "
+                                    f"a quantization target (use one with [formats], e.g. loihi2)")
+        return dict(self.formats)
 
 
 def available_targets() -> list[str]:
@@ -119,6 +134,10 @@ def _validate(path: Path, data: dict) -> dict[str, dict]:
         raise HwConfigError(f"{path}: missing key 'target.name' (no [target] table)")
     for section, table in data.items():
         _validate_table(path, section, table)
+    formats = data.get("formats", {})
+    if formats.get("weight_exp_min", 0) > formats.get("weight_exp_max", 0):
+        raise HwConfigError(f"{path}: key 'formats.weight_exp_min' ({formats['weight_exp_min']}) is above "
+                            f"'formats.weight_exp_max' ({formats['weight_exp_max']})")
     if data["target"]["name"] != path.stem:
         raise HwConfigError(
             f"{path}: key 'target.name' is {data['target']['name']!r} but the file is {path.name}; they must match"
@@ -142,6 +161,8 @@ def _check_value(path: Path, key: str, kind: str, value) -> None:
     ok = {
         NUMBER: isinstance(value, (int, float)) and not isinstance(value, bool),
         INTEGER: isinstance(value, int) and not isinstance(value, bool),
+        SIGNED_INTEGER: isinstance(value, int) and not isinstance(value, bool),
+        BOOLEAN: isinstance(value, bool),
         STRING: isinstance(value, str) and bool(value.strip()),
     }[kind]
     if not ok:

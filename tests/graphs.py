@@ -45,3 +45,36 @@ def single_if(n: int, threshold, v_init=None, reset="subtract") -> nir.NIRGraph:
         edges=[("input", "fc"), ("fc", "if"), ("if", "output")],
         type_check=False,
     )
+
+
+def conv_snm(rng: np.random.Generator) -> nir.NIRGraph:
+    """Input(1,5,5) -> Conv2d(3, 3x3, pad 1) -> IF 'drive' (subtract) -> Conv2d(3 -> 3) -> signed neuron with memory
+    'snm' (per-neuron θ, v(0) = θ/2) -> Scale(θ) -> Flatten -> Affine(75 -> 6) -> IF 'if' (reset to zero) ->
+    Linear(6 -> 3) -> I -> Output. The drive layer's spikes make the SNM's input change sign over time."""
+    theta = rng.uniform(0.2, 1.5, (3, 5, 5)).astype(np.float32)
+    snm = nir.IF(r=np.ones_like(theta), v_threshold=theta, v_reset=np.zeros_like(theta),
+                 metadata=neuron_metadata("signed-memory", theta / 2))
+
+    def conv(c_in, scale):
+        return nir.Conv2d(input_shape=(5, 5), weight=rng.normal(0, scale, (3, c_in, 3, 3)).astype(np.float32),
+                          stride=1, padding=1, dilation=1, groups=1, bias=rng.normal(0, 0.2, 3).astype(np.float32))
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1, 5, 5])}),
+            "conv1": conv(1, 0.8),
+            "drive": if_node((3, 5, 5), 1.0),
+            "conv2": conv(3, 0.6),
+            "snm": snm,
+            "amp": nir.Scale(scale=theta.copy()),
+            "flat": nir.Flatten(input_type={"input": np.array([3, 5, 5])}, start_dim=0, end_dim=-1),
+            "fc": nir.Affine(weight=rng.normal(0, 0.3, (6, 75)).astype(np.float32),
+                             bias=rng.normal(0, 0.1, 6).astype(np.float32)),
+            "if": if_node(6, 1.0, reset="zero"),
+            "head": nir.Linear(weight=rng.normal(0, 0.5, (3, 6)).astype(np.float32)),
+            "out": nir.I(r=np.ones(3, np.float32)),
+            "output": nir.Output(output_type={"output": np.array([3])}),
+        },
+        edges=[("input", "conv1"), ("conv1", "drive"), ("drive", "conv2"), ("conv2", "snm"), ("snm", "amp"),
+               ("amp", "flat"), ("flat", "fc"), ("fc", "if"), ("if", "head"), ("head", "out"), ("out", "output")],
+        type_check=False,
+    )

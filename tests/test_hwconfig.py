@@ -63,7 +63,7 @@ def test_cmos45nm_holds_the_papers_constants():
 
 def test_name_and_path_load_the_same_target():
     assert load_hwconfig("cmos45nm") == load_hwconfig(CMOS45NM) == load_hwconfig(str(CMOS45NM))
-    assert {"cmos45nm", "loihi2"} <= set(available_targets())
+    assert {"cmos45nm", "loihi", "loihi2"} <= set(available_targets())
 
 
 def test_loihi2_has_formats_and_no_energy_table():
@@ -105,3 +105,34 @@ def test_broken_file_names_the_file_and_key(tmp_path, case):
         load_hwconfig(path)
     message = str(err.value)
     assert key in message and str(path) in message and "\n" not in message
+
+
+LOIHI2 = HWCONFIGS / "loihi2.toml"
+BROKEN_FORMATS = {
+    "float exponent": (lambda t: t.replace("weight_exp_min = -8", "weight_exp_min = -8.0"), "formats.weight_exp_min"),
+    "exponent range upside down": (lambda t: t.replace("weight_exp_max = 7", "weight_exp_max = -9"),
+                                   "formats.weight_exp_min"),
+    "zero threshold bits": (lambda t: t.replace("threshold_bits = 17", "threshold_bits = 0"), "formats.threshold_bits"),
+    "sharing as a number": (lambda t: t.replace("conv_weight_sharing = true", "conv_weight_sharing = 1"),
+                            "cores.conv_weight_sharing"),
+    "misspelt core key": (lambda t: t.replace("neurons_per_core =", "neuron_per_core ="), "cores.neuron_per_core"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_FORMATS, ids=list(BROKEN_FORMATS))
+def test_broken_fixed_point_target_names_the_key(tmp_path, case):
+    edit, key = BROKEN_FORMATS[case]
+    path = tmp_path / "loihi2.toml"
+    path.write_text(edit(LOIHI2.read_text()))
+    with pytest.raises(HwConfigError) as err:
+        load_hwconfig(path)
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_fixed_point_targets_and_a_float_target():
+    for name in ("loihi", "loihi2"):
+        fmt = load_hwconfig(name).fixed_point_formats()
+        assert (fmt["weight_bits"], fmt["state_bits"], fmt["threshold_bits"]) == (8, 24, 17)
+    assert load_hwconfig("loihi").energy.ac_pj == 23.6   # Davies 2018 Table 2, simulated
+    with pytest.raises(HwConfigError, match="no key 'formats.weight_bits'"):
+        load_hwconfig("cmos45nm").fixed_point_formats()

@@ -1,4 +1,5 @@
-"""The Lava backend: runs a NIR graph on lava-nc's floating-point process models (Loihi2SimCfg).
+"""The Lava backend: runs a NIR graph on lava-nc's floating-point process models (Loihi2SimCfg), and a
+quantized graph on its bit-accurate fixed-point models (select_tag="fixed_pt").
 
 One network is compiled per chunk of samples and streams them back to back; results come back from
 each neuron layer's own bookkeeping, aligned to the synchronous time base of docs/nir-extensions.md.
@@ -15,9 +16,10 @@ import nir
 import numpy as np
 from tqdm.auto import tqdm
 
+from backends import fixedpoint
 from backends.graph import analyse
 from backends.lava.lowering import LOWERINGS, Builder, Network
-from backends.nirext import SPIKING_TYPES
+from backends.nirext import SPIKING_TYPES, fixed_point
 from backends.result import RunResult
 from lava.magma.core.process.process import ProcessServer
 from lava.magma.core.process.variable import VarServer
@@ -26,11 +28,13 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 
 SUPPORTED_TYPES = tuple(LOWERINGS)
 SELECT_TAG = "floating_pt"
+FIXED_TAG = "fixed_pt"   # the tag for quantized graphs (graph metadata spikeport.fixed_point)
 PROGRESS_BLOCKS = 50  # a progress bar advances this many times per compiled network
 
 
 class LavaBackend:
-    """Runs NIR graphs on Lava (CPU simulation of Loihi 2 process models, floating point).
+    """Runs NIR graphs on Lava (CPU simulation of Loihi 2 process models): a float graph on the floating-point
+    models, a quantized graph (`spikeport quantize`) on the fixed_pt models, bit-exact with `backends.fixedpoint`.
 
     Every node type in `SUPPORTED_TYPES` and every neuron semantics of docs/nir-extensions.md is run
     faithfully, so `approximate` never has anything to ignore; what cannot be lowered (e.g. a Conv2d
@@ -63,12 +67,21 @@ class LavaBackend:
         if inputs.ndim == 0 or len(inputs) == 0:
             raise ValueError(f"inputs must hold at least one sample, got an array of shape {inputs.shape}")
         chunk = self._chunk_size(view, inputs, T, record)
+        quantized = fixed_point("graph", graph.metadata, "graph") is not None
+        if quantized:
+            fixedpoint.input_format(graph)
+            out_unit = fixedpoint.output_unit(view)
         start = time.perf_counter()
         parts = []
         with tqdm(total=len(inputs) * T, desc=f"lava T={T}", unit="step", disable=not progress, leave=False) as bar:
             for lo in range(0, len(inputs), chunk):
-                parts.append(_run_chunk(view, inputs[lo:lo + chunk], T, record, conv, bar if progress else None))
-        return _merge(parts, T, len(inputs), time.perf_counter() - start, record)
+                parts.append(_run_chunk(view, inputs[lo:lo + chunk], T, record, conv, bar if progress else None,
+                                        FIXED_TAG if quantized else SELECT_TAG))
+        result = _merge(parts, T, len(inputs), time.perf_counter() - start, record)
+        if quantized:   # integer outputs back to values; an added output integrator holds them in v units
+            pred = view.node(view.preds[view.output][0])
+            result.outputs = result.outputs * (out_unit if isinstance(pred, nir.I) else out_unit / 2 ** fixedpoint.ACT_SHIFT)
+        return result
 
     def _chunk_size(self, view, inputs: np.ndarray, T: int, record: bool) -> int:
         per_step = inputs[0].size * 8
@@ -78,7 +91,8 @@ class LavaBackend:
         return int(min(len(inputs), max(1, self.memory_budget // (per_step * T))))
 
 
-def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, conv: str, bar=None) -> dict:
+def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, conv: str, bar=None,
+               select_tag: str = SELECT_TAG) -> dict:
     """Compile, run and read back one network for `inputs`; Lava is stopped whatever happens.
 
     With a progress `bar` the run proceeds in blocks of steps (Lava resumes where it paused).
@@ -88,7 +102,7 @@ def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, conv: str, bar=No
     with _forgotten_afterwards():
         try:
             net = Builder(view, inputs, T, record, workdir, conv).build()
-            cfg = Loihi2SimCfg(select_tag=SELECT_TAG)
+            cfg = Loihi2SimCfg(select_tag=select_tag)
             block = net.steps if bar is None else max(T, net.steps // PROGRESS_BLOCKS)
             done = 0
             while done < net.steps:

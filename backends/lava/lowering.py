@@ -2,7 +2,8 @@
 
 Semantics follow docs/nir-extensions.md; Lava's Dense and Conv add one step of delay each, which the
 lowering tracks per edge (`Signal.delay`), evens out at fan-in with `Delay` processes and hands to
-each neuron layer as the offset of its sample windows.
+each neuron layer as the offset of its sample windows. A quantized graph (`Builder.fixed`) is lowered to
+integer parameters for Lava's fixed_pt models, as `backends.fixedpoint` reads them.
 """
 from __future__ import annotations
 
@@ -15,17 +16,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backends import fixedpoint
 from backends.graph import GraphView
 from backends.lava.layout import Signal
-from backends.lava.procs import Delay, EventCounter, NeuronLayer, Pool2d, Scale
+from backends.lava.procs import Delay, EventCounter, NeuronLayer, Pool2d, Scale, Shift
 from backends.lava.procs.neuron import PARAMS, SPIKING
-from backends.nirext import neuron_semantics
+from backends.nirext import fixed_point, neuron_semantics
 from backends.result import Unsupported
 from lava.proc.conv.process import Conv
 from lava.proc.conv.utils import conv_to_sparse
 from lava.proc.dense.process import Dense
 from lava.proc.io.source import RingBuffer
 from lava.proc.sparse.process import Sparse
+from lava.utils.weightutils import SignMode
 from scipy.sparse import csr_matrix
 
 GRADED = 24  # num_message_bits > 0: Dense/Conv take their input as graded values, not as booleans
@@ -121,6 +124,7 @@ class Builder:
         self.counters: dict[str, Counter] = {}
         self.source: RingBuffer | None = None
         self.output: Layer | None = None
+        self.fixed = fixed_point("graph", view.graph.metadata, "graph")  # None for a float graph
 
     def build(self) -> Network:
         for name in self.view.order:
@@ -166,12 +170,13 @@ class Builder:
         self.counters[name] = Counter(name, proc, x, dump)
 
     def neuron_layer(self, name: str, kind: str, params: dict, x: Signal, v_init=None, subtract=False,
-                     signed=False) -> Layer:
-        """A `NeuronLayer` on input `x`; parameters given in torch layout."""
+                     signed=False, bias=None) -> Layer:
+        """A `NeuronLayer` on input `x`; parameters (and `bias`, default: x's offset) given in torch layout."""
         dump = self.workdir / f"layer{len(self.layers)}.npz"
         proc = NeuronLayer(
             shape=x.lava_shape, kind=kind, params={k: x.to_lava(v) for k, v in params.items()},
-            subtract=subtract, dt=self.view.dt, bias=x.bias(), v_init=x.to_lava(0.0 if v_init is None else v_init),
+            subtract=subtract, dt=self.view.dt, bias=x.bias() if bias is None else x.to_lava(bias),
+            v_init=x.to_lava(0.0 if v_init is None else v_init),
             T=self.T, n_samples=len(self.inputs), offset=x.delay, record=self.record, dump=str(dump), name=name,
             error_dir=self.workdir, signed=signed)
         _connect(x, proc.a_in)
@@ -187,7 +192,11 @@ def lower_input(b: Builder, name: str, node: nir.Input, x: None) -> Signal:
     if tuple(b.inputs.shape[1:]) != shape:
         raise ValueError(f"inputs have shape {tuple(b.inputs.shape)}; Input {name!r} expects (N, *{shape})")
     sig = Signal.canonical((), shape, delay=0)
-    flat = np.asarray(b.inputs, np.float64).reshape(len(b.inputs), -1)[:, sig.perm]
+    values = np.asarray(b.inputs, np.float64)
+    if b.fixed is not None:   # integers of the input format (backends.fixedpoint.quantize_input)
+        values = fixedpoint.quantize_input(values, float(b.fixed["input_scale"]), int(b.fixed["input_bits"]),
+                                           bool(b.fixed["input_signed"])).astype(np.int32)
+    flat = values.reshape(len(b.inputs), -1)[:, sig.perm]
     stream = np.repeat(flat.reshape(len(b.inputs), *sig.lava_shape), b.T, axis=0)
     b.source = RingBuffer(data=np.ascontiguousarray(np.moveaxis(stream, 0, -1)))
     return Signal.canonical((b.source.s_out,), shape, delay=0)
@@ -195,9 +204,16 @@ def lower_input(b: Builder, name: str, node: nir.Input, x: None) -> Signal:
 
 @lowers(nir.Affine, nir.Linear)
 def lower_affine(b: Builder, name: str, node, x: Signal) -> Signal:
-    """Dense with the weight columns permuted to Lava's input order; the bias rides on as an offset."""
+    """Dense with the weight columns permuted to Lava's input order; the bias rides on as an offset.
+    Fixed point: Dense's stored 8-bit weights, weight_exp, num_weight_bits and sign_mode (`dense_storage`)."""
     weight = np.asarray(node.weight, np.float64)
-    dense = Dense(weights=weight[:, x.perm], num_message_bits=GRADED, name=name)
+    if b.fixed is not None:
+        w = fixedpoint.weights(name, node)
+        stored, k, mode = fixedpoint.dense_storage(w.m, w.bits)
+        dense = Dense(weights=stored[:, x.perm].astype(np.int32), weight_exp=w.exp - k, num_weight_bits=w.bits,
+                      sign_mode=SignMode[mode.upper()], num_message_bits=GRADED, name=name)
+    else:
+        dense = Dense(weights=weight[:, x.perm], num_message_bits=GRADED, name=name)
     _connect(x, dense.s_in)
     b.count_events(name, x)
     offset = None if x.offset is None else weight @ np.asarray(x.offset, np.float64).reshape(-1)
@@ -231,10 +247,12 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
     kernel = (weight.shape[2], weight.shape[3])
     stride, dilation, groups = _pair(node.stride), _pair(node.dilation), int(node.groups)
     padding = _conv_padding(name, node, kernel, dilation)
-    lava_weight = np.ascontiguousarray(weight.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
+    w = fixedpoint.weights(name, node) if b.fixed is not None else None
+    lava_weight = np.ascontiguousarray((weight if w is None else w.m).transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
     out_shape = b.view.shape(name)
     out_lava = Signal.canonical((), out_shape, delay=0).lava_shape
-    if b.conv == "sparse":
+    # fixed point always takes the Conv process: backends.fixedpoint mirrors its bit-accurate model
+    if b.conv == "sparse" and w is None:
         dst, src, wgt = conv_to_sparse(x.lava_shape, out_lava, lava_weight, stride[::-1], padding[::-1],
                                        dilation[::-1], groups)
         matrix = csr_matrix((wgt, (dst, src)), shape=(int(np.prod(out_lava)), int(np.prod(x.lava_shape))))
@@ -243,20 +261,26 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
         if max(*kernel, *stride, *padding, *dilation, groups) > INT8:
             raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride {stride}, padding "
                               f"{padding}, dilation {dilation} and groups {groups} as int8; values above {INT8} "
-                              "are not supported (the default conv='sparse' has no such limit)")
-        proc = Conv(weight=lava_weight, input_shape=x.lava_shape, padding=padding[::-1], stride=stride[::-1],
-                    dilation=dilation[::-1], groups=groups, num_message_bits=GRADED, name=name)
+                              "are not supported (the default conv='sparse' has no such limit in floating point)")
+        proc = Conv(weight=lava_weight if w is None else lava_weight.astype(np.int32), input_shape=x.lava_shape,
+                    padding=padding[::-1], stride=stride[::-1], dilation=dilation[::-1], groups=groups,
+                    num_message_bits=GRADED, name=name)
         if tuple(proc.output_shape) != out_lava:
             raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(proc.output_shape)}, NIR says "
                               f"{out_shape}")
     _connect(x, proc.s_in)
+    port = proc.a_out
+    if w is not None:   # Lava's fixed-point Conv ignores weight_exp: a Shift applies the shared exponent
+        shift = Shift(shape=out_lava, exp=w.exp, name=f"{name}/exp", error_dir=b.workdir)
+        port.connect(shift.a_in)
+        port = shift.a_out
     b.count_events(name, x)
     bias = np.asarray(node.bias, np.float64).reshape(-1, 1, 1) * np.ones(out_shape)
     if x.offset is not None:
         const = torch.as_tensor(np.asarray(x.offset, np.float64).reshape(1, *x.torch_shape))
         bias = bias + F.conv2d(const, torch.as_tensor(weight), stride=stride, padding=padding, dilation=dilation,
                                groups=groups)[0].numpy()
-    return Signal.canonical((proc.a_out,), out_shape, delay=x.delay + 1, offset=bias if np.any(bias) else None)
+    return Signal.canonical((port,), out_shape, delay=x.delay + 1, offset=bias if np.any(bias) else None)
 
 
 @lowers(nir.AvgPool2d, nir.SumPool2d)
@@ -295,8 +319,12 @@ def lower_flatten(b: Builder, name: str, node: nir.Flatten, x: Signal) -> Signal
 
 @lowers(nir.Scale)
 def lower_scale(b: Builder, name: str, node: nir.Scale, x: Signal) -> Signal:
-    """`Scale` process, elementwise within the step."""
-    proc = Scale(scale=x.to_lava(node.scale), name=name, error_dir=b.workdir)
+    """`Scale` process, elementwise within the step (fixed point: the integer graded-spike payloads)."""
+    scale = node.scale
+    if b.fixed is not None:
+        scale = fixedpoint.to_integer(f"node {name!r} scale", scale, fixedpoint.unit(name, node, "scale"),
+                                      fixedpoint.V_LIMIT)
+    proc = Scale(scale=x.to_lava(scale), name=name, error_dir=b.workdir)
     _connect(x, proc.a_in)
     offset = None if x.offset is None else np.asarray(node.scale, np.float64) * x.offset
     return Signal((proc.a_out,), x.torch_shape, x.lava_shape, x.perm, x.delay, offset)
@@ -310,9 +338,14 @@ def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
     (num_message_bits > 0, floating point), and Scale, Pool2d and Delay pass them on unchanged."""
     kind = type(node).__name__
     sem = neuron_semantics(name, node)
-    params = {k: getattr(node, k) for k in PARAMS[kind]}
-    layer = b.neuron_layer(name, kind, params, x, v_init=sem.v_init, subtract=sem.reset == "subtract",
-                           signed=sem.signed)
+    if b.fixed is not None:   # integers in v units and the threshold mantissa (backends.fixedpoint.layer_params)
+        p = fixedpoint.layer_params(b.view, name)
+        params = {"r": 1, "v_threshold": p.vth, "v_reset": p.v_reset} if kind == "IF" else {"r": 1}
+        v_init, bias = p.v_init, p.bias
+    else:
+        params, v_init, bias = {k: getattr(node, k) for k in PARAMS[kind]}, sem.v_init, None
+    layer = b.neuron_layer(name, kind, params, x, v_init=v_init, subtract=sem.reset == "subtract",
+                           signed=sem.signed, bias=bias)
     return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
 
 

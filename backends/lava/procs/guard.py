@@ -19,6 +19,7 @@ class GuardedModel(PyLoihiProcessModel):
     a sink sets `out_port = None` and returns nothing."""
 
     out_port = "a_out"
+    zero_dtype: type = float   # dtype of the zeros sent after an error (a fixed-point model sends integers)
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
@@ -38,4 +39,4 @@ class GuardedModel(PyLoihiProcessModel):
                 self.error = f"Lava process {self.proc_params['name']!r} failed:\n{traceback.format_exc()}"
                 Path(self.proc_params["error_dir"], f"{self.model_id}.err").write_text(self.error)
         if self.out_port is not None:
-            getattr(self, self.out_port).send(np.zeros(self.out_shape) if y is None else y)
+            getattr(self, self.out_port).send(np.zeros(self.out_shape, self.zero_dtype) if y is None else y)

@@ -1,7 +1,7 @@
 """One NIR neuron layer (IF, LIF, CubaLIF, I, LI) as a Lava process that runs many samples back to back.
 
-Its model calls the shared step functions of `backends.neurons`, so Lava and the reference simulator
-run one definition of each neuron (docs/nir-extensions.md, "Time step semantics").
+Its floating-point model calls the step functions of `backends.neurons`, its fixed-point model those of
+`backends.fixedpoint`, so Lava and the reference simulator run one definition of each neuron in each mode.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backends import neurons
+from backends import fixedpoint, neurons
 from backends.lava.procs.guard import GuardedModel
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -113,14 +113,10 @@ def dynamics(kind: str, params: dict[str, np.ndarray], subtract: bool, dt: float
     raise ValueError(f"no dynamics for neuron kind {kind!r}")
 
 
-@implements(proc=NeuronLayer, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyNeuronLayerModelFloat(GuardedModel):
-    """Floating-point model of `NeuronLayer`: windowed reset, the neuron step, per-window bookkeeping."""
+class _NeuronLayerModel(GuardedModel):
+    """What both models of `NeuronLayer` share: windowed reset, the neuron step, per-window bookkeeping.
+    A subclass gives `dynamics(proc_params)`: an `_Dynamics` whose step takes and returns numpy arrays."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     out_port = "s_out"
 
     def __init__(self, proc_params) -> None:
@@ -129,9 +125,7 @@ class PyNeuronLayerModelFloat(GuardedModel):
         pp = self.proc_params
         self.kind, self.T, self.n, self.offset = pp["kind"], pp["T"], pp["n_samples"], pp["offset"]
         self.dump_path = Path(pp["dump"])
-        self.dyn = dynamics(self.kind, pp["params"], pp["subtract"], pp["dt"], pp["v_init"],
-                            pp.get("signed", False))
-        self.bias = torch.from_numpy(pp["bias"])
+        self.dyn = self.dynamics(pp)
         self.state = self.dyn.init()
         self.out_shape = tuple(pp["shape"])
         self.spiking = self.kind in SPIKING
@@ -140,15 +134,17 @@ class PyNeuronLayerModelFloat(GuardedModel):
         self.raster = np.zeros((self.n, self.T, *self.out_shape), np.int8) if pp["record"] and self.spiking else None
         self.final = None if self.spiking else np.zeros((self.n, *self.out_shape))
 
+    def dynamics(self, pp: dict) -> _Dynamics:
+        raise NotImplementedError
+
     def compute(self, x: np.ndarray) -> np.ndarray:
         k = self.time_step - 1 - self.offset
         if not 0 <= k < self.n * self.T:
-            return np.zeros(self.out_shape)
+            return np.zeros(self.out_shape, self.zero_dtype)
         sample, t = divmod(k, self.T)
         if t == 0:
             self.state = self.dyn.init()
-        self.state, y = self.dyn.step(self.state, torch.from_numpy(x) + self.bias)
-        out = y.numpy()
+        self.state, out = self.dyn.step(self.state, x)
         if self.spiking:
             self.per_sample[sample] += np.abs(out).sum()
             self.per_neuron += np.abs(out)
@@ -169,3 +165,49 @@ class PyNeuronLayerModelFloat(GuardedModel):
         tmp = self.dump_path.with_suffix(".part.npz")
         np.savez(tmp, **arrays)
         tmp.replace(self.dump_path)
+
+
+@implements(proc=NeuronLayer, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyNeuronLayerModelFloat(_NeuronLayerModel):
+    """Floating-point model of `NeuronLayer` (`backends.neurons`); the input bias is added to the input."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def dynamics(self, pp: dict) -> _Dynamics:
+        dyn = dynamics(pp["kind"], pp["params"], pp["subtract"], pp["dt"], pp["v_init"], pp.get("signed", False))
+        bias = torch.from_numpy(pp["bias"])
+
+        def step(state, x):
+            state, y = dyn.step(state, torch.from_numpy(x) + bias)
+            return state, y.numpy()
+        return _Dynamics(dyn.init, step)
+
+
+@implements(proc=NeuronLayer, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyNeuronLayerModelFixed(_NeuronLayerModel):
+    """Fixed-point model of `NeuronLayer` (`backends.fixedpoint.neuron_step`, Lava's LIF conventions): the
+    parameters are integers -- v_threshold the threshold mantissa vth, bias, v_reset and v_init in v units."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    zero_dtype = np.int32
+
+    def dynamics(self, pp: dict) -> _Dynamics:
+        if pp["kind"] not in ("IF", "I"):
+            raise ValueError(f"no fixed-point model for {pp['kind']} neurons (only IF and I)")
+        reset = fixedpoint.SIGNED if pp.get("signed") else ("subtract" if pp["subtract"] else "zero")
+        ints = {k: np.rint(v).astype(np.int64) for k, v in pp["params"].items()}
+        zeros = np.zeros(pp["shape"], np.int64)
+        p = fixedpoint.NeuronParams(kind=pp["kind"], reset=reset, vth=ints.get("v_threshold", zeros),
+                                    v_reset=ints.get("v_reset", zeros), bias=np.rint(pp["bias"]).astype(np.int64),
+                                    v_init=np.rint(pp["v_init"]).astype(np.int64))
+
+        def step(state, x):
+            state, y = fixedpoint.neuron_step(p, state, np.asarray(x, np.int64)[None])
+            return state, y[0]
+        return _Dynamics(lambda: fixedpoint.neuron_init(p, 1), step)

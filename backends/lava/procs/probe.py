@@ -54,3 +54,10 @@ class PyEventCounterModelFloat(GuardedModel):
             tmp = path.with_suffix(".part.npz")
             np.savez(tmp, events=self.events)
             tmp.replace(path)
+
+
+@implements(proc=EventCounter, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyEventCounterModelFixed(PyEventCounterModelFloat):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)

@@ -1,6 +1,7 @@
-"""Stateless Lava processes between layers: a fixed delay line, elementwise scaling and 2-d pooling.
+"""Stateless Lava processes between layers: a fixed delay line, elementwise scaling, 2-d pooling, and (fixed
+point only) the power-of-two shift that applies a Conv layer's shared weight exponent.
 
-Scale and Pool2d act within the step they receive (no added delay), like the synchronous semantics of
+Scale, Pool2d and Shift act within the step they receive (no added delay), like the synchronous semantics of
 docs/nir-extensions.md; Delay holds a signal back so paths of different depth meet in step.
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections import deque
 
 import numpy as np
 
+from backends import fixedpoint
 from backends.lava.procs.guard import GuardedModel
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -47,6 +49,19 @@ class PyDelayModelFloat(GuardedModel):
         return self.line.popleft()
 
 
+@implements(proc=Delay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayModelFixed(PyDelayModelFloat):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    zero_dtype = np.int32
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.line = deque(np.zeros(self.out_shape, np.int32) for _ in range(self.proc_params["steps"]))
+
+
 class Scale(AbstractProcess):
     """Elementwise `y = scale * x` (NIR `Scale`); `scale` has the port shape."""
 
@@ -71,6 +86,46 @@ class PyScaleModelFloat(GuardedModel):
 
     def compute(self, x: np.ndarray) -> np.ndarray:
         return self.scale * x
+
+
+@implements(proc=Scale, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyScaleModelFixed(PyScaleModelFloat):
+    """Integer scaling: a spike times its graded payload (`scale` holds integers in fixed point)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    zero_dtype = np.int32
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        return np.rint(self.scale).astype(np.int64) * np.asarray(x, np.int64)
+
+
+class Shift(AbstractProcess):
+    """Fixed point only: `y = shift(x, exp)` (`backends.fixedpoint.shift`), the shared weight exponent of a
+    Conv layer, which Lava's fixed-point Conv model does not apply itself."""
+
+    def __init__(self, *, shape: tuple[int, ...], exp: int, name: str, error_dir: str) -> None:
+        super().__init__(shape=tuple(shape), exp=int(exp), name=name, error_dir=str(error_dir))
+        self.a_in = InPort(shape=tuple(shape))
+        self.a_out = OutPort(shape=tuple(shape))
+
+
+@implements(proc=Shift, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyShiftModelFixed(GuardedModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    zero_dtype = np.int32
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.out_shape = self.proc_params["shape"]
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        return fixedpoint.shift(np.asarray(x, np.int64), self.proc_params["exp"])
 
 
 def pool_output_shape(in_shape, kernel, stride, padding) -> tuple[int, int, int]:

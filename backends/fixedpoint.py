@@ -1,0 +1,344 @@
+"""Integer arithmetic of Lava's bit-accurate (`fixed_pt`) process models, and a fixed-point run of a quantized
+NIR graph built on it (the reference simulator's `fixed_point=True` mode), spike-for-spike equal to Lava.
+
+Mirrors lava-nc 0.10.0: Dense (lava/proc/dense/models.py, PyDenseModelBitAcc, with lava/utils/weightutils.py),
+Conv (lava/proc/conv/models.py, PyConvModelFixed) and the LIF conventions of AbstractPyLifModelFixed
+(lava/proc/lif/models.py) that spikeport's own neuron process uses in its fixed_pt model (docs/nir-extensions.md,
+"Fixed point").
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from backends.graph import GraphView, analyse
+from backends.nirext import ExtensionError, SIGNED, fixed_point, neuron_semantics
+from backends.result import RunResult, Unsupported
+
+STATE_BITS = 24                   # u and v are 24-bit (AbstractPyLifModelFixed.uv_bitwidth)
+V_LIMIT = 2 ** (STATE_BITS - 1) - 1  # v saturates at +-(2^23 - 1)
+ACT_SHIFT = 6                     # synaptic input and threshold are MSB-aligned by 6 bits (act_shift, vth_shift)
+DENSE_STORE_BITS = 8              # Dense clips its stored weights to 8 bits (+ sign in mixed mode)
+FLOAT32_EXACT = 2 ** 24           # Lava's Conv sums in float32: exact only below 2^24
+INT32_LIMIT = 2 ** 31             # Dense accumulates in int32
+SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.Scale, nir.IF, nir.I)
+
+
+# --- the integer operations --------------------------------------------------------------------------------
+
+def shift(x: np.ndarray, exp: int) -> np.ndarray:
+    """x * 2^exp as Dense applies weight_exp: a left shift, or an arithmetic right shift (rounds toward -inf)."""
+    return np.left_shift(x, exp) if exp > 0 else np.right_shift(x, -exp)
+
+
+def wrap_signed(x: np.ndarray, bits: int = STATE_BITS) -> np.ndarray:
+    """Two's-complement wrap to `bits` bits (lava/proc/conv/utils.py signed_clamp, applied by Conv's fixed model)."""
+    base = 1 << bits
+    return (x + base // 2) % base - base // 2
+
+
+def wrap_current(u: np.ndarray) -> np.ndarray:
+    """The 24-bit wrap of the current u in AbstractPyLifModelFixed.subthr_dynamics (note: +2^23 is kept)."""
+    limit = 1 << (STATE_BITS - 1)
+    wrapped = np.where(u > limit, u - 2 * limit, u)
+    return np.where(wrapped <= -limit, u + 2 * limit, wrapped)
+
+
+def sign_mode(m: np.ndarray) -> str:
+    """Lava's determine_sign_mode: excitatory if no weight is negative, inhibitory if none is positive."""
+    if np.min(m) >= 0:
+        return "excitatory"
+    if np.max(m) <= 0:
+        return "inhibitory"
+    return "mixed"
+
+
+def mantissa_range(bits: int, mode: str) -> tuple[int, int]:
+    """Integer range of a `bits`-bit weight mantissa: signed in mixed mode, a magnitude otherwise."""
+    if mode == "mixed":
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    top = (1 << bits) - 1
+    return (0, top) if mode == "excitatory" else (-top, 0)
+
+
+def dense_storage(m: np.ndarray, bits: int) -> tuple[np.ndarray, int, str]:
+    """Dense's stored weights for mantissas `m`: (m << k, k, sign mode), k = 8 - bits (+1 in mixed mode), the
+    low bits Dense's truncate_weights zeroes; Dense's weight_exp is then E - k for a shared exponent E."""
+    mode = sign_mode(m)
+    k = DENSE_STORE_BITS - bits + (mode == "mixed")
+    return np.left_shift(m.astype(np.int64), k), k, mode
+
+
+def dense_accumulate(stored: np.ndarray, weight_exp: int, s: np.ndarray) -> np.ndarray:
+    """PyDenseModelBitAcc.run_spk for graded input s (batch, n_in): shift(W s, weight_exp)."""
+    return shift(s @ stored.T, weight_exp)
+
+
+def conv_accumulate(m: np.ndarray, s: np.ndarray, kw: dict) -> np.ndarray:
+    """PyConvModelFixed.run_spk: the integer convolution (torch layout, batch first), wrapped to 24 bits."""
+    acc = F.conv2d(torch.from_numpy(s.astype(np.float64)), torch.from_numpy(m.astype(np.float64)), **kw)
+    return wrap_signed(np.rint(acc.numpy()).astype(np.int64))
+
+
+def quantize_input(x: np.ndarray, scale: float, bits: int, signed: bool) -> np.ndarray:
+    """Direct (analog) input as integers: round(x / scale) (half to even), clipped to the input format."""
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    return np.clip(np.rint(np.asarray(x, np.float64) / scale), lo, hi).astype(np.int64)
+
+
+def to_integer(where: str, value, step: float, limit: int) -> np.ndarray:
+    """value / step as exact integers (a quantized graph stores integer multiples of `step`, in float32: the
+    tolerance is float32's relative precision), |.| <= limit."""
+    q = np.asarray(value, np.float64) / step
+    ints = np.rint(q)
+    slack = 1e-3 + 1e-6 * np.abs(ints)
+    if np.any(np.abs(q - ints) > slack) or np.max(np.abs(ints), initial=0) > limit:
+        raise ExtensionError(f"{where}: values are not integer multiples of {step!r} within +-{limit}; "
+                             "re-run `spikeport quantize` on the float graph")
+    return ints.astype(np.int64)
+
+
+# --- the neuron ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """One fixed-point neuron layer; every value in v units (unit / 2^6) except `vth`, the 17-bit threshold
+    mantissa (effective threshold vth << 6). kind: "IF" or "I"; reset: as in docs/nir-extensions.md."""
+
+    kind: str
+    reset: str
+    vth: np.ndarray
+    v_reset: np.ndarray
+    bias: np.ndarray
+    v_init: np.ndarray
+
+
+def neuron_init(p: NeuronParams, batch: int):
+    v = np.broadcast_to(p.v_init, (batch, *p.v_init.shape)).astype(np.int64)
+    return (v, np.zeros_like(v)) if p.reset == SIGNED else v
+
+
+def neuron_step(p: NeuronParams, state, a: np.ndarray):
+    """One step of AbstractPyLifModelFixed with du = 4095 (u takes the new input only) and dv = 0 (no leak):
+    u = wrap24(a << 6); v = clip(v + u + bias, +-(2^23 - 1)); then the spike and reset of `p.reset` against
+    vth << 6 (fire on v > vth for reset to v_reset, v >= vth for subtraction and the signed neuron).
+    Returns (state, output): spikes in {-1, 0, 1}, or v for the integrator I."""
+    v, m = state if p.reset == SIGNED else (state, None)
+    u = wrap_current(np.left_shift(a, ACT_SHIFT))
+    v = np.clip(v + u + p.bias, -V_LIMIT, V_LIMIT)
+    if p.kind == "I":
+        return v, v
+    theta = np.left_shift(p.vth, ACT_SHIFT)
+    if p.reset == SIGNED:
+        pos = v >= theta
+        neg = (v <= -theta) & (m > 0) & ~pos
+        z = pos.astype(np.int64) - neg
+        return (v - theta * z, m + z), z
+    if p.reset == "subtract":
+        z = (v >= theta).astype(np.int64)
+        return v - theta * z, z
+    z = (v > theta).astype(np.int64)
+    return np.where(z.astype(bool), p.v_reset, v), z
+
+
+def neuron_params(where: str, kind: str, reset: str, threshold, v_reset, v_init, bias, unit: float) -> NeuronParams:
+    """Integer parameters from a quantized graph's floats (threshold = vth * unit, the rest = n * unit / 2^6)."""
+    vunit = unit / (1 << ACT_SHIFT)
+    zeros = np.zeros_like(np.asarray(bias, np.float64))
+    return NeuronParams(
+        kind=kind, reset=reset,
+        vth=to_integer(f"{where} v_threshold", zeros if threshold is None else threshold, unit, 2 ** 17 - 1),
+        v_reset=to_integer(f"{where} v_reset", zeros if v_reset is None else v_reset, vunit, V_LIMIT),
+        bias=to_integer(f"{where} bias", bias, vunit, V_LIMIT),
+        v_init=to_integer(f"{where} v_init", zeros if v_init is None else v_init, vunit, V_LIMIT))
+
+
+# --- reading a quantized graph ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Weights:
+    """A weighted node's integer form: mantissas m (NIR layout), shared exponent E, mantissa bits."""
+
+    m: np.ndarray
+    exp: int
+    bits: int
+
+
+def input_format(graph: nir.NIRGraph) -> dict:
+    """The graph's `fixed_point` table (input scale and format); Unsupported for a float graph."""
+    table = fixed_point("graph", graph.metadata, "graph")
+    if table is None:
+        raise Unsupported("the graph is not quantized (no 'fixed_point' in its metadata); "
+                          "run `spikeport quantize` first")
+    return table
+
+
+def weights(name: str, node) -> Weights:
+    table = fixed_point(f"node {name!r}", node.metadata, "weighted")
+    if table is None:
+        raise Unsupported(f"node {name!r}: weighted node without 'fixed_point' metadata in a quantized graph")
+    bits = int(table["weight_bits"])
+    m = to_integer(f"node {name!r} weight", node.weight, float(table["weight_step"]), 1 << bits)
+    lo, hi = mantissa_range(bits, sign_mode(m))
+    if m.min() < lo or m.max() > hi:
+        raise ExtensionError(f"node {name!r}: weight mantissas span [{m.min()}, {m.max()}], outside the "
+                             f"{bits}-bit range [{lo}, {hi}]")
+    return Weights(m, int(table["weight_exp"]), bits)
+
+
+def unit(name: str, node, kind: str) -> float:
+    table = fixed_point(f"node {name!r}", node.metadata, kind)
+    if table is None:
+        raise Unsupported(f"node {name!r}: {type(node).__name__} without 'fixed_point' metadata in a quantized graph")
+    return float(table["unit"])
+
+
+def neuron_bias(view: GraphView, name: str) -> np.ndarray:
+    """The float bias a neuron integrates every step: the biases of the Affine/Conv2d nodes feeding it."""
+    shape = view.shape(name)
+    total = np.zeros(shape)
+    for p in view.preds[name]:
+        node = view.node(p)
+        if isinstance(node, nir.Affine):
+            total = total + np.asarray(node.bias, np.float64)
+        elif isinstance(node, nir.Conv2d):
+            total = total + np.asarray(node.bias, np.float64).reshape(-1, 1, 1)
+    return total
+
+
+def layer_params(view: GraphView, name: str) -> NeuronParams:
+    """Integer parameters of neuron node `name` of a quantized graph."""
+    node = view.node(name)
+    where = f"node {name!r}"
+    u = unit(name, node, "neuron")
+    if not np.all(np.asarray(node.r) == 1):
+        raise Unsupported(f"{where}: fixed point needs r = 1 (quantize folds r into the weights)")
+    sem = neuron_semantics(name, node)
+    if isinstance(node, nir.I):
+        return neuron_params(where, "I", "zero", None, None, sem.v_init, neuron_bias(view, name), u)
+    return neuron_params(where, "IF", sem.reset, node.v_threshold, node.v_reset, sem.v_init,
+                         neuron_bias(view, name), u)
+
+
+def conv_kwargs(node: nir.Conv2d) -> dict:
+    def pair(v):
+        a = np.atleast_1d(np.asarray(v)).astype(int)
+        return int(a[0]), int(a[-1])
+    padding = node.padding if isinstance(node.padding, str) else pair(node.padding)
+    return dict(stride=pair(node.stride), padding=padding, dilation=pair(node.dilation), groups=int(node.groups))
+
+
+# --- the fixed-point run ---------------------------------------------------------------------------------------
+
+Step = Callable[[object, np.ndarray], tuple[object, np.ndarray]]
+
+
+@dataclass
+class _Op:
+    step: Step
+    init: Callable[[int], object] = lambda batch: None
+    spiking: bool = False
+    neuron: bool = False
+
+
+def _stateless(fn) -> _Op:
+    return _Op(lambda s, x: (s, fn(x)))
+
+
+def lower(view: GraphView, name: str) -> _Op:
+    """One node of a quantized graph as an integer operation."""
+    node = view.node(name)
+    if isinstance(node, (nir.Input, nir.Output)):
+        return _stateless(lambda x: x)
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = weights(name, node)
+        stored, k, _ = dense_storage(w.m, w.bits)
+        return _stateless(lambda x: dense_accumulate(stored, w.exp - k, x))
+    if isinstance(node, nir.Conv2d):
+        w, kw = weights(name, node), conv_kwargs(node)
+        return _stateless(lambda x: shift(conv_accumulate(w.m, x, kw), w.exp))
+    if isinstance(node, nir.Flatten):
+        shape = view.shape(name)
+        return _stateless(lambda x: x.reshape(x.shape[0], *shape))
+    if isinstance(node, nir.Scale):
+        payload = to_integer(f"node {name!r} scale", node.scale, unit(name, node, "scale"), V_LIMIT)
+        return _stateless(lambda x: x * payload)
+    if isinstance(node, (nir.IF, nir.I)):
+        p = layer_params(view, name)
+        return _Op(lambda s, x: neuron_step(p, s, x), init=lambda batch: neuron_init(p, batch),
+                   spiking=p.kind == "IF", neuron=True)
+    raise Unsupported(f"node {name!r}: fixed point has no {type(node).__name__} (supported: "
+                      f"{', '.join(sorted(t.__name__ for t in SUPPORTED))})")
+
+
+def output_unit(view: GraphView) -> float:
+    """Value of one integer unit of what reaches the Output node (v units for an integrator, else spikes)."""
+    pred = view.preds[view.output][0]
+    node = view.node(pred)
+    if isinstance(node, nir.I):
+        return unit(pred, node, "neuron") / (1 << ACT_SHIFT)
+    if isinstance(node, nir.Scale):
+        return unit(pred, node, "scale")
+    if isinstance(node, nir.IF):
+        return 1.0
+    raise Unsupported(f"Output is fed by {type(node).__name__} {pred!r}; fixed point needs a neuron or Scale there")
+
+
+def run(graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, record: bool = False,
+        progress: bool = False) -> RunResult:
+    """Run quantized `graph` in integer arithmetic; outputs are converted back to floats (x unit)."""
+    view = analyse(graph, SUPPORTED)
+    fmt = input_format(graph)
+    if len(view.preds[view.output]) != 1:
+        raise Unsupported("fixed point needs exactly one node feeding Output")
+    ops = {n: lower(view, n) for n in view.order}
+    out_unit = output_unit(view)
+    out_is_state = isinstance(view.node(view.preds[view.output][0]), nir.I)
+    x_all = quantize_input(inputs, float(fmt["input_scale"]), int(fmt["input_bits"]), bool(fmt["input_signed"]))
+    weighted = [n for n in view.order if isinstance(view.node(n), (nir.Affine, nir.Linear, nir.Conv2d))]
+    spiking = [n for n in view.order if ops[n].spiking]
+    start = time.perf_counter()
+    parts = []
+    for lo in tqdm(range(0, len(x_all), batch_size), desc=f"fixed point T={T}", disable=not progress, leave=False):
+        parts.append(_run_batch(view, ops, x_all[lo:lo + batch_size], int(T), record, weighted, spiking,
+                                out_is_state))
+    n = len(x_all)
+    counts = {k: np.concatenate([p["counts"][k] for p in parts]) for k in spiking}
+    return RunResult(
+        backend="reference-fixed", T=int(T),
+        outputs=np.concatenate([p["out"] for p in parts]).astype(np.float64) * out_unit,
+        spike_counts={k: v.reshape(n, -1).sum(1).astype(np.float64) for k, v in counts.items()},
+        neuron_counts={k: v.mean(0) for k, v in counts.items()},
+        input_events={k: sum(p["events"][k] for p in parts) / n for k in weighted},
+        spikes={k: np.concatenate([p["trains"][k] for p in parts]) for k in spiking} if record else None,
+        seconds=time.perf_counter() - start)
+
+
+def _run_batch(view, ops, x, T, record, weighted, spiking, out_is_state) -> dict:
+    batch = len(x)
+    states = {n: ops[n].init(batch) for n in view.order}
+    counts = {n: np.zeros((batch, *view.shape(n)), np.int64) for n in spiking}
+    events = {n: np.zeros(view.shape(view.preds[n][0])) for n in weighted}
+    trains = {n: np.zeros((batch, T, *view.shape(n)), np.int8) for n in spiking} if record else None
+    total = np.zeros((batch, *view.shape(view.output)), np.int64)
+    for t in range(T):
+        values: dict[str, np.ndarray] = {}
+        for n in view.order:
+            inp = x if n == view.input else sum(values[p] for p in view.preds[n])
+            if n in events:
+                events[n] += (inp != 0).sum(0)
+            states[n], values[n] = ops[n].step(states[n], inp)
+            if n in counts:
+                counts[n] += np.abs(values[n])
+                if record:
+                    trains[n][:, t] = values[n]
+        y = values[view.output]
+        total = y if out_is_state else total + y
+    return {"out": total.reshape(batch, -1), "counts": counts, "events": events, "trains": trains}

@@ -1,0 +1,47 @@
+"""`spikeport quantize` and `spikeport deploy` end to end: the bundle's accuracy against the written quantized
+graph run on Lava's fixed_pt models (a second backend), its resource totals, and one-line user errors."""
+from __future__ import annotations
+
+import json
+
+import backends
+from pipeline.atomic import write_nir
+from pipeline.cli import main
+from pipeline.nirio import read_graph
+
+LIMIT = 30
+
+
+def test_quantize_and_deploy_commands(tmp_path, digits, digits_graphs, capsys):
+    model = write_nir(tmp_path / "m.nir", digits_graphs["maxnorm"])
+    q_path = tmp_path / "m.q.nir"
+    assert main(["quantize", str(model), "--target", "loihi2", "-o", str(q_path), "--weight-bits", "6", "--quiet"]) == 0
+    q = read_graph(q_path)
+    printed = capsys.readouterr().out
+    for name in ("conv1", "conv2", "fc"):
+        meta = q.nodes[name].metadata["spikeport"]["fixed_point"]
+        assert meta["weight_bits"] == 6 and f"{name}: 6-bit mantissas" in printed
+        assert f"exponent {int(meta['weight_exp'])}," in printed
+
+    out = tmp_path / "bundle"
+    assert main(["deploy", str(model), "--target", "loihi2", "--out", str(out), "--T", "16", "--limit", str(LIMIT),
+                 "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [r["weights"] for r in report["accuracy"]] == ["float", "8-bit", "6-bit", "4-bit", "2-bit"]
+    bundled = read_graph(out / "model.q.nir")
+    lava = backends.get("lava").run(bundled, digits.test_x[:LIMIT].numpy(), 16)
+    assert report["accuracy"][1]["accuracy"] == lava.accuracy(digits.test_y[:LIMIT].numpy())
+    resources = json.loads((out / "resources.json").read_text())
+    assert resources["cores"] == sum(layer["cores"] for layer in resources["layers"]) == 3
+    assert [layer["neurons"] for layer in resources["layers"]] == [16 * 8 * 8, 32 * 4 * 4, 10]
+    text = (out / "report.md").read_text()
+    assert "loihi2 publishes no per-operation energies" in text
+    assert "no lava-dl netx HDF5 written" in text
+
+
+def test_deploy_to_a_float_target_is_one_clear_line(tmp_path, digits_graphs, capsys):
+    model = write_nir(tmp_path / "m.nir", digits_graphs["maxnorm"])
+    assert main(["deploy", str(model), "--target", "cmos45nm", "--out", str(tmp_path / "b"), "--limit", "5",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no key 'formats.weight_bits'" in err

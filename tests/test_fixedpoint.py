@@ -1,0 +1,112 @@
+"""The integer arithmetic of backends/fixedpoint.py against Lava's own helper functions (weight clipping and
+truncation, the Conv model's convolution and 24-bit clamp), hand-worked neuron steps, and a plain loop."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+import backends
+from backends import fixedpoint as fx
+from lava.proc.conv import utils as conv_utils
+from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
+from pipeline.quantize import quantize
+from tests.graphs import mlp
+
+REF = backends.get("reference")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1), st.sampled_from([2, 4, 6, 8]), st.integers(-8, 7), st.sampled_from([-1, 0, 1]))
+def test_dense_matches_lavas_bit_accurate_weights_and_shift(seed, bits, exp, sign):
+    rng = np.random.default_rng(seed)
+    lo, hi = fx.mantissa_range(bits, "mixed" if sign == 0 else ("excitatory" if sign > 0 else "inhibitory"))
+    m = rng.integers(lo, hi + 1, (5, 7))
+    s = rng.integers(-3, 4, (4, 7))
+    stored, k, mode = fx.dense_storage(m, bits)
+    # what PyDenseModelBitAcc does to the weights it is given, then its accumulate-and-shift
+    lava_w = truncate_weights(clip_weights(stored, determine_sign_mode(stored), num_bits=8),
+                              determine_sign_mode(stored), bits)
+    np.testing.assert_array_equal(lava_w, stored)
+    assert SignMode[mode.upper()] == determine_sign_mode(stored) or not m.any()
+    acc = lava_w @ s.T
+    lava = (np.left_shift(acc, exp - k) if exp - k > 0 else np.right_shift(acc, k - exp)).T
+    np.testing.assert_array_equal(fx.dense_accumulate(stored, exp - k, s), lava)
+    np.testing.assert_array_equal(fx.dense_accumulate(stored, exp - k, s), np.floor(s @ m.T * 2.0 ** exp))
+
+
+def test_conv_matches_lavas_conv_model_including_the_24_bit_wrap():
+    rng = np.random.default_rng(1)
+    m = rng.integers(-128, 128, (4, 3, 3, 3))            # torch (C_out, C_in, kH, kW)
+    s = rng.integers(0, 256, (1, 3, 6, 5)) * 200          # large enough that some sums pass 2^23
+    kw = {"stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "groups": 1}
+    ours = fx.conv_accumulate(m, s, kw)[0]
+    lava_w = m.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :]    # Lava (C_out, kW, kH, C_in), flipped
+    lava = conv_utils.signed_clamp(conv_utils.conv(s[0].transpose(2, 1, 0), lava_w.astype(np.int64), (3, 3), (1, 1),
+                                                   (1, 1), (1, 1), 1), bits=24)
+    assert np.abs(lava).max() > 2 ** 21 and (np.abs(s[0]).sum() * 128 * 9 > 2 ** 23)
+    np.testing.assert_array_equal(ours, lava.transpose(2, 1, 0))
+
+
+def test_wraps_and_shifts_by_hand():
+    assert fx.wrap_signed(np.array([2 ** 23, -2 ** 23 - 1, 5])).tolist() == [-2 ** 23, 2 ** 23 - 1, 5]
+    # Lava's LIF current wrap keeps +2^23 and maps -2^23 to +2^23
+    assert fx.wrap_current(np.array([2 ** 23, 2 ** 23 + 1, -2 ** 23, 7])).tolist() == [2 ** 23, -2 ** 23 + 1, 2 ** 23, 7]
+    assert fx.shift(np.array([-5, 5]), -1).tolist() == [-3, 2]   # arithmetic right shift rounds toward -inf
+    assert fx.shift(np.array([-5, 5]), 2).tolist() == [-20, 20]
+
+
+def _params(kind, reset, vth, bias=0, v_init=0):
+    one = np.ones(1, np.int64)
+    return fx.NeuronParams(kind, reset, vth * one, 0 * one, bias * one, v_init * one)
+
+
+def test_neuron_steps_by_hand():
+    # IF, reset by subtraction, vth = 2 -> threshold 128 in v units; input a -> u = 64 a; bias 10
+    p = _params("IF", "subtract", 2, bias=10)
+    v, out = fx.neuron_init(p, 1), []
+    for a in (1, 1, 0, 3):
+        v, z = fx.neuron_step(p, v, np.array([[a]]))
+        out.append((int(v[0, 0]), int(z[0, 0])))
+    # 0+64+10=74; 74+74=148>=128 -> 20; 20+10=30; 30+192+10=232 -> 104
+    assert out == [(74, 0), (20, 1), (30, 0), (104, 1)]
+    # signed neuron with memory, vth = 1 (64): +1 while m = 0 is allowed, -1 only while m > 0
+    p = _params("IF", "signed-memory", 1)
+    state, out = fx.neuron_init(p, 1), []
+    for a in (1, -2, -2, -1):
+        state, z = fx.neuron_step(p, state, np.array([[a]]))
+        out.append((int(state[0][0, 0]), int(state[1][0, 0]), int(z[0, 0])))
+    # 64 -> +1 (v 0, m 1); -128 -> -1 (v -64, m 0); -192: m = 0 -> no spike; -256: none
+    assert out == [(0, 1, 1), (-64, 0, -1), (-192, 0, 0), (-256, 0, 0)]
+    # the state saturates at +-(2^23 - 1)
+    p = _params("I", "zero", 0, bias=2 ** 23 - 10)
+    v, y = fx.neuron_step(p, fx.neuron_init(p, 1), np.array([[1]]))
+    assert int(y[0, 0]) == 2 ** 23 - 1
+
+
+def test_fixed_point_run_equals_a_plain_integer_loop():
+    rng = np.random.default_rng(3)
+    g = mlp(rng.normal(0, 0.6, (5, 3)), rng.normal(0, 0.2, 5), rng.normal(0, 0.6, (2, 5)), rng.normal(0, 0.1, 2))
+    x = rng.uniform(0, 1, (8, 3))
+    q = quantize(g, "loihi2", x).graph
+    T = 12
+    run = REF.run(q, x, T, fixed_point=True, record=True)
+    meta = {n: q.nodes[n].metadata["spikeport"]["fixed_point"] for n in ("fc1", "fc2", "if1", "out")}
+    fmt = q.metadata["spikeport"]["fixed_point"]
+    xi = np.clip(np.rint(x / fmt["input_scale"]), 0, 255).astype(np.int64)
+    ints = {n: np.rint(q.nodes[n].weight / meta[n]["weight_step"]).astype(np.int64) for n in ("fc1", "fc2")}
+    u1, u2 = meta["if1"]["unit"], meta["out"]["unit"]
+    vth = np.rint(q.nodes["if1"].v_threshold / u1).astype(np.int64) * 64
+    b1 = np.rint(q.nodes["fc1"].bias * 64 / u1).astype(np.int64)
+    b2 = np.rint(q.nodes["fc2"].bias * 64 / u2).astype(np.int64)
+    limit = 2 ** 23 - 1
+    for i in range(len(x)):
+        v1, v2 = np.zeros(5, np.int64), np.zeros(2, np.int64)
+        for t in range(T):
+            a = np.floor((ints["fc1"] @ xi[i]) * 2.0 ** meta["fc1"]["weight_exp"]).astype(np.int64)
+            v1 = np.clip(v1 + a * 64 + b1, -limit, limit)
+            z = (v1 >= vth).astype(np.int64)
+            v1 = v1 - vth * z
+            assert np.array_equal(run.spikes["if1"][i, t], z)
+            a2 = np.floor((ints["fc2"] @ z) * 2.0 ** meta["fc2"]["weight_exp"]).astype(np.int64)
+            v2 = np.clip(v2 + a2 * 64 + b2, -limit, limit)
+        np.testing.assert_allclose(run.outputs[i], v2 * u2 / 64, rtol=1e-12)

@@ -1,0 +1,113 @@
+"""Quantization to a fixed-point target: the shared exponent against brute force over all exponents, the bias
+and input formats against hand-worked values, and the quantized graph's metadata read back exactly."""
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import backends
+from backends import fixedpoint as fx
+from pipeline.atomic import write_nir
+from pipeline.nirio import read_graph
+from pipeline.quantize import QuantizeError, choose_exponent, quantize, quantize_bias, quantize_weights
+from tests.graphs import mlp
+
+REF = backends.get("reference")
+
+
+def _brute_force(w: np.ndarray, bits: int, lo_exp: int, hi_exp: int) -> tuple[int, float]:
+    """Over every exponent: the squared error of round-to-nearest without clipping, for the exponents at
+    which no weight leaves the mantissa range; the smallest best one."""
+    positive, negative = (w > 0).any(), (w < 0).any()
+    if positive and negative:
+        lo, hi = -2 ** (bits - 1), 2 ** (bits - 1) - 1
+    else:
+        lo, hi = (0, 2 ** bits - 1) if not negative else (-(2 ** bits - 1), 0)
+    best = None
+    for exp in range(lo_exp, hi_exp + 1):
+        m = np.round(w / 2.0 ** exp)
+        if m.min() < lo or m.max() > hi:
+            continue
+        err = float(((m * 2.0 ** exp - w) ** 2).sum())
+        if best is None or err < best[1]:
+            best = (exp, err)
+    return best if best is not None else (hi_exp, float("nan"))
+
+
+magnitudes = st.lists(st.floats(-6, 3), min_size=1, max_size=40)   # log10 |w|: nine orders of magnitude
+
+
+@settings(max_examples=300, deadline=None)
+@given(magnitudes, st.lists(st.booleans(), min_size=40, max_size=40), st.sampled_from([2, 4, 6, 8]),
+       st.sampled_from([(-8, 7), (-30, 30)]))
+def test_exponent_is_the_brute_force_optimum_without_overflow(logs, signs, bits, span):
+    w = np.array([(-1) ** s * 10.0 ** e for e, s in zip(logs, signs)])
+    exp = choose_exponent(w, bits, *span)
+    best, err = _brute_force(w, bits, *span)
+    assert exp == best
+    if not np.isnan(err):
+        m, e, clipped = quantize_weights(w, bits, *span)
+        assert (e, clipped) == (exp, 0)
+        assert float(((m * 2.0 ** e - w) ** 2).sum()) == pytest.approx(err, rel=1e-12, abs=0)
+
+
+def test_exponent_example_by_hand():
+    # 8-bit mixed mantissas [-128, 127]: 1000 / 2^3 = 125 fits, 1000 / 2^2 = 250 does not -> E = 3;
+    # 0.001 / 8 rounds to 0 there, the price of sharing one exponent with 1000.
+    w = np.array([1000.0, -3.0, 0.001])
+    m, exp, clipped = quantize_weights(w, 8, -8, 7)
+    assert (exp, clipped) == (3, 0) and m.tolist() == [125, 0, 0]
+    # nothing fits even at the largest exponent: E = max and the big weight is clipped
+    m, exp, clipped = quantize_weights(np.array([1e6, -1.0]), 8, -8, 7)
+    assert (exp, clipped, m[0]) == (7, 1, 127)
+
+
+def test_bias_mantissa_and_exponent_by_hand():
+    # 13-bit signed mantissa (max 4095), exponent 0..7: 5000 -> exp 1, mantissa 2500 -> 5000;
+    # 4095 -> exp 0; 1e6 -> exp 7: round(1e6/128) = 7812 > 4095, clipped to 4095 << 7 = 524160
+    assert quantize_bias(np.array([5000.0, 4095.0, -3.4, 1e6]), 13, 7).tolist() == [5000, 4095, -3, 524160]
+
+
+def test_input_quantization_by_hand():
+    x = np.array([0.0, 0.5, 1.0, 1.2, -0.1])
+    assert fx.quantize_input(x, 1 / 255, 8, signed=False).tolist() == [0, 128, 255, 255, 0]  # 127.5 -> 128 (even)
+    assert fx.quantize_input(x, 1 / 127, 8, signed=True).tolist() == [0, 64, 127, 127, -13]
+
+
+def test_quantized_graph_round_trips_and_keeps_integer_values(tmp_path):
+    rng = np.random.default_rng(0)
+    g = mlp(rng.normal(0, 0.5, (6, 4)), rng.normal(0, 0.1, 6), rng.normal(0, 0.5, (3, 6)), np.zeros(3),
+            threshold=1.0, v_init=0.5)
+    x = rng.uniform(0, 1, (32, 4))
+    q = quantize(g, "loihi2", x).graph
+    back = read_graph(write_nir(tmp_path / "q.nir", q))
+    unit = float(back.nodes["if1"].metadata["spikeport"]["fixed_point"]["unit"])
+    np.testing.assert_array_equal(np.rint(back.nodes["if1"].v_threshold / unit), 2 ** 14)  # the largest threshold
+    step = float(back.nodes["fc1"].metadata["spikeport"]["fixed_point"]["weight_step"])
+    m = back.nodes["fc1"].weight / step
+    np.testing.assert_allclose(m, np.rint(m), atol=1e-4)
+    a = REF.run(q, x, 16, fixed_point=True, record=True)
+    b = REF.run(back, x, 16, fixed_point=True, record=True)
+    np.testing.assert_array_equal(a.spikes["if1"], b.spikes["if1"])
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+
+
+def test_float_graph_is_refused_by_fixed_point_mode():
+    g = mlp(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
+    with pytest.raises(backends.Unsupported, match="not quantized"):
+        REF.run(g, np.zeros((1, 2)), 4, fixed_point=True)
+
+
+def test_unsupported_nodes_and_formats_are_named():
+    g = mlp(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
+    g.nodes["if1"] = nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2),
+                             v_reset=np.zeros(2))
+    with pytest.raises(QuantizeError, match="node 'if1': LIF has no fixed-point form"):
+        quantize(g, "loihi2", np.ones((4, 2)))
+    g = mlp(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
+    with pytest.raises(QuantizeError, match="weight_bits must be in 1..8"):
+        quantize(g, "loihi2", np.ones((4, 2)), weight_bits=9)
+    with pytest.raises(Exception, match="formats.weight_bits"):
+        quantize(g, "cmos45nm", np.ones((4, 2)))
