@@ -72,7 +72,8 @@ def layer_names(path) -> tuple[list[str], list[int], bool, float]:
 def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress: bool = False) -> RunResult:
     """Run the netx HDF5 network `path` on integer `inputs` (N, *input shape, torch layout), each held for
     T steps; outputs are the readout's final potential (a never-firing last layer, in weight units divided
-    by the file's output scale) or else the last layer's spike counts."""
+    by the file's output scale) or else the last layer's spike counts. A file without an input layer
+    (slayer's export) gets its input shape from `inputs`."""
     names, sizes, input_neurons, out_scale = layer_names(path)
     x = _lava_layout(np.asarray(inputs))
     if not np.array_equal(x, np.round(x)):
@@ -83,7 +84,7 @@ def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress
     with tqdm(total=len(x), desc=f"netx T={T}", unit="sample", disable=not progress, leave=False) as bar:
         chunk = max(1, min(len(x), MEMORY_BUDGET // ((per_step + 8 * sum(sizes)) * (T + len(sizes)))))
         for lo in range(0, len(x), chunk):
-            parts.append(_run_chunk(path, x[lo:lo + chunk], T, input_neurons, record))
+            parts.append(_run_chunk(path, x[lo:lo + chunk], int(T), input_neurons, record))
             bar.update(len(x[lo:lo + chunk]))
     readout = parts[0]["readout"]
     spiking = names[:-1] if readout else names
@@ -106,7 +107,8 @@ def _run_chunk(path, x: np.ndarray, T: int, input_neurons: bool, record: bool) -
     """One compiled netx network for the samples `x` (Lava layout); Lava is stopped whatever happens."""
     n = len(x)
     with _forgotten_afterwards():
-        net = Network(net_config=str(path), input_message_bits=INPUT_BITS, reset_interval=T, reset_offset=1)
+        net = Network(net_config=str(path), input_message_bits=INPUT_BITS, reset_interval=T, reset_offset=1,
+                      input_shape=tuple(x.shape[1:]))
         L = len(net.layers)
         steps = n * T + L
         shift = 1 if input_neurons else 0
