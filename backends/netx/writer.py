@@ -64,9 +64,9 @@ def _integral(x: np.ndarray) -> bool:
 def _mantissas(W: np.ndarray, b: np.ndarray | None, preferred: float | None, readout: bool):
     """Integer weight/bias mantissas for real-valued `W`, `b` in units of 1/K, and K.
 
-    K = `preferred` when that makes every mantissa an integer in range (exact); otherwise the largest K
-    keeping |W K| <= 127 and |b K| <= 4095 (and K <= 2**17 - 1 for a threshold), rounding to nearest.
-    Returns (W_int, b_int, K, exact).
+    K = `preferred` when that makes every mantissa an integer in range; otherwise the largest K keeping
+    |W K| <= 127 and |b K| <= 4095 (and K <= 2**17 - 1 for a threshold), rounding to nearest.
+    Returns (W_int, b_int, K, exact), exact when no mantissa had to be rounded.
     """
     def fits(K):
         wk = W * K
@@ -83,7 +83,8 @@ def _mantissas(W: np.ndarray, b: np.ndarray | None, preferred: float | None, rea
         limits.append(MAX_BIAS / np.abs(b).max())
     K = max(1, int(np.floor(min(limits + [MAX_THRESHOLD])))) if not readout else (min(limits) if limits else 1.0)
     _, wk, bk = fits(K)
-    return np.round(wk).astype(np.int64), None if bk is None else np.round(bk).astype(np.int64), K, False
+    exact = _integral(wk) and (bk is None or _integral(bk))
+    return np.round(wk).astype(np.int64), None if bk is None else np.round(bk).astype(np.int64), K, exact
 
 
 def _neuron_gain(view: GraphView, name: str, gaps: list[str]) -> tuple[np.ndarray, float | None]:
