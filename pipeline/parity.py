@@ -131,7 +131,8 @@ def layer_plot(path, result: dict) -> Path:
         ax.axhline(sign * 100 * result["tolerances"]["layer_rel"], color="k", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(layers)), layers, rotation=30, ha="right")
     ax.set_ylabel("(spikes - reference) / reference (%)")
-    ax.set_title(f"spike-count difference per layer, T={result['T']} (hatched: declared cause)")
+    ax.set_title(f"spike-count difference per layer, T={result['T']}\nhatched: difference with a declared cause",
+                 fontsize=10)
     if rows:
         ax.legend(fontsize=8)
     fig.tight_layout()

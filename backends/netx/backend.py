@@ -147,6 +147,7 @@ def _run_chunk(path, x: np.ndarray, T: int, input_neurons: bool, record: bool) -
             return out
         finally:
             net.stop()
+            net.net_config.f.close()   # netx's NetDict keeps the HDF5 file open
 
 
 class NetxBackend:
