@@ -69,6 +69,21 @@ def _fix_neuron_shapes(nodes: dict, edges: list, notes: list[str]) -> None:
             raise SpikeportError(f"node {name!r} ({type(node).__name__}) {err}") from None
 
 
+def guess(graph: nir.NIRGraph) -> tuple[str, str] | None:
+    """(convention, evidence) when `graph` carries a known exporter's fingerprint and no spikeport metadata."""
+    if KEY in (graph.metadata or {}):
+        return None
+    for name, node in graph.nodes.items():
+        if isinstance(node, (nir.LIF, nir.CubaLIF)) and np.allclose(
+                np.asarray(node.r) * SNNTORCH_DT, np.asarray(getattr(node, "tau", getattr(node, "tau_mem", 0)))):
+            return "snntorch", f"node {name!r} has r = tau / 1e-4"
+        if isinstance(node, nir.Flatten) and np.array_equal(np.asarray(node.input_type.get("input")), [0, 0, 0, 0]):
+            return "sinabs", f"node {name!r} (Flatten) declares input type [0, 0, 0, 0]"
+        if isinstance(node, NEURON_TYPES) and np.ndim(getattr(node, "v_threshold", getattr(node, "r", 0))) == 0:
+            return "norse", f"node {name!r} has 0-d parameters"
+    return None
+
+
 def adopt(graph: nir.NIRGraph, convention: str) -> tuple[nir.NIRGraph, list[str]]:
     """`graph` as written by `convention`'s exporter, expressed in spikeport's semantics; returns (graph, notes).
 

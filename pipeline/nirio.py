@@ -35,6 +35,11 @@ def read_graph(path, convention: str = "spikeport") -> nir.NIRGraph:
             return adopt(graph, convention)[0]
         analyse(graph)
     except (GraphError, ExtensionError, SpikeportError) as err:
+        from pipeline.nirimport import guess
+        hint = guess(graph) if convention == "spikeport" else None
+        if hint:
+            raise SpikeportError(f"{path}: {err}; it looks written by {hint[0]} ({hint[1]}): read it with "
+                                 f"--from {hint[0]}") from None
         raise SpikeportError(f"{path}: {err}") from None
     return graph
 

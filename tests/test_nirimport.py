@@ -114,3 +114,14 @@ def test_unknown_convention_and_recurrent_graphs_are_refused():
                           edges=[("input", "rec"), ("rec", "output")], type_check=False)
     with pytest.raises(SpikeportError, match="nested subgraph"):
         adopt(nested, "snntorch")
+
+
+def test_read_graph_names_the_tool_that_wrote_a_foreign_file(tmp_path):
+    from pipeline.atomic import write_nir
+    from pipeline.nirio import read_graph
+    graph, _, _ = _sinabs_style_graph(1.0)
+    path = write_nir(tmp_path / "sinabs.nir", graph)
+    with pytest.raises(SpikeportError, match=r"looks written by sinabs .*read it with --from sinabs"):
+        read_graph(path)
+    adopted = read_graph(path, "sinabs")
+    assert adopted.nodes["iaf1"].metadata["spikeport"]["reset"] == "subtract"
