@@ -18,6 +18,7 @@ from pipeline.errors import SpikeportError
 CONVENTIONS = ("spikeport", "norse", "snntorch", "sinabs")
 NORSE_DT = 1e-3      # norse.torch.to_nir's default dt
 SNNTORCH_DT = 1e-4   # snntorch.export_to_nir hard-codes dt = 1e-4 when it turns beta into tau
+IMPORTED = "imported"  # graph metadata key: the convention adopted and its notes (read by `spikeport parity`)
 _TAUS = ("tau", "tau_mem", "tau_syn")
 _NEURON_ARRAYS = ("tau", "tau_mem", "tau_syn", "r", "v_threshold", "v_reset", "v_leak", "w_in")
 
@@ -145,7 +146,8 @@ def adopt(graph: nir.NIRGraph, convention: str) -> tuple[nir.NIRGraph, list[str]
         if convention == "sinabs" and isinstance(node, (nir.LIF, nir.LI)):
             notes.append(f"node {name!r} ({kind}): sinabs decays by exp(-1/tau) per step (and by default scales "
                          "the input by 1 - that), NIR's LIF by forward Euler: not the same dynamics")
-    meta = {KEY: {**graph_metadata("", source=f"imported from {convention}")[KEY], "dt": dt}}
+    meta = {KEY: {**graph_metadata("", source=f"imported from {convention}")[KEY], "dt": dt},
+            IMPORTED: {"from": convention, "notes": notes}}
     out = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False, metadata=meta)
     try:
         analyse(out)

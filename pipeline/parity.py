@@ -20,6 +20,7 @@ import backends  # noqa: E402
 from backends.graph import analyse  # noqa: E402
 from backends.nirext import NEURON_TYPES  # noqa: E402
 from pipeline.atomic import write_json, write_with  # noqa: E402
+from pipeline.nirimport import IMPORTED  # noqa: E402
 from pipeline.report import markdown_table  # noqa: E402
 
 REFERENCE = "reference"
@@ -92,7 +93,7 @@ def run_parity(graph: nir.NIRGraph, x: np.ndarray, labels: np.ndarray, names: li
             continue
         rows.append(compare(graph, ref, run, labels, tol))
     return {"T": int(T), "samples": int(len(x)), "tolerances": asdict(tol), "approximate": approximate,
-            "rows": rows}
+            "imported": (graph.metadata or {}).get(IMPORTED), "rows": rows}
 
 
 COLUMNS = [("backend", "backend"), ("status", "status"), ("accuracy", "accuracy"), ("agreement", "agreement"),
@@ -103,6 +104,8 @@ COLUMNS = [("backend", "backend"), ("status", "status"), ("accuracy", "accuracy"
 def table(result: dict) -> str:
     """The terminal table plus one line per labelled layer difference."""
     lines = [markdown_table(result["rows"], COLUMNS)]
+    if result.get("imported"):
+        lines += [f"read as written by {result['imported']['from']}: {note}" for note in result["imported"]["notes"]]
     for row in result["rows"]:
         for layer in row["layers"]:
             if layer["cause"] or not layer["ok"]:

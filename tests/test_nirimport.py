@@ -35,16 +35,16 @@ def test_norse_to_nir_graph_runs_like_norse_itself():
     np.testing.assert_array_equal(run.outputs, total.numpy())
 
 
-def _sinabs_style_graph(theta: float):
+def _sinabs_style_graph(theta: float, size: int = 3):
     """Input (batch 1) -> Conv2d -> IF -> Flatten(1, -1) -> Affine -> IF -> Output, as sinabs' to_nir writes it:
     types and neuron parameters with the batch dimension, Flatten dims counted with the batch."""
     rng = np.random.default_rng(2)
     w = (rng.integers(0, 3, (2, 1, 3, 3)) / 8).astype(np.float32)
-    fc = (rng.integers(0, 2, (3, 18)) / 16).astype(np.float32)
-    ones = np.ones((1, 2, 3, 3), np.float32)
+    fc = (rng.integers(0, 2, (3, 2 * size * size)) / 16).astype(np.float32)
+    ones = np.ones((1, 2, size, size), np.float32)
     return nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": np.array([1, 1, 3, 3])}),
-               "conv": nir.Conv2d(input_shape=(3, 3), weight=w, stride=1, padding=1, dilation=1, groups=1,
+        nodes={"input": nir.Input(input_type={"input": np.array([1, 1, size, size])}),
+               "conv": nir.Conv2d(input_shape=(size, size), weight=w, stride=1, padding=1, dilation=1, groups=1,
                                   bias=np.zeros(2, np.float32)),
                "iaf1": nir.IF(r=ones, v_threshold=theta * ones),
                "flat": nir.Flatten(input_type={"input": np.array([0, 0, 0, 0])}, start_dim=1, end_dim=-1),

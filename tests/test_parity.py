@@ -101,3 +101,16 @@ def test_digits_maxnorm_parity_across_all_backends(digits, digits_graphs):
     assert rows["netx"]["agreement"] >= 0.99
     for name in ("norse", "netx"):
         assert rows[name]["status"] == "pass" or "reset 'subtract'" in rows[name]["cause"]
+
+
+def test_parity_of_an_imported_graph_lists_the_conventions(tmp_path, capsys):
+    from tests.test_nirimport import _sinabs_style_graph
+    graph, _, _ = _sinabs_style_graph(1.0, size=8)    # digits-shaped input
+    path = write_nir(tmp_path / "s.nir", graph)
+    code = main(["parity", str(path), "--from", "sinabs", "--backends", "reference", "--T", "4", "--limit", "5",
+                 "--quiet", "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, captured.err
+    assert "read as written by sinabs: node 'iaf1' (IF): sinabs' default MultiSpike" in out
+    assert json.loads((tmp_path / "o" / "parity.json").read_text())["imported"]["from"] == "sinabs"
