@@ -85,6 +85,16 @@ def test_leaky_netx_neurons_are_not_imported(tmp_path):
         import_netx(path)
 
 
+def test_input_neuron_layers_are_refused_as_netx_cannot_compile_them(tmp_path):
+    graph, _ = _int_mlp(1)
+    path = tmp_path / "input_neurons.h5"
+    export_netx(graph, path)
+    with h5py.File(path, "r+") as f:
+        f["layer/0"].copy(f["layer/1/neuron"], "neuron")
+    with pytest.raises(backends.Unsupported, match="netx layer 0: input layer with neurons"):
+        import_netx(path)
+
+
 def test_netx_backend_matches_integer_numpy_loop():
     graph, (w1, b1, w2, b2) = _int_mlp(7)
     x = np.random.default_rng(7).integers(0, 4, (6, 4))

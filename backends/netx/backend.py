@@ -49,24 +49,25 @@ def _lava_layout(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 3, 2, 1) if x.ndim == 4 else x
 
 
-def layer_names(path) -> tuple[list[str], list[int], bool, float]:
+def layer_names(path) -> tuple[list[str], list[int], float]:
     """Names of the netx layers Lava creates (the neuron node names `import_netx` gives, or the original
-    NIR names for files `export_netx` wrote), their sizes, whether the first is an input-neuron layer, and
-    the output scale."""
+    NIR names for files `export_netx` wrote), their sizes, and the output scale."""
     with h5py.File(path, "r") as f:
         info = file_info(f)
         top = f["layer"]
-        names, sizes, input_neurons = [], [], False
+        names, sizes = [], []
         for i in range(len(top)):
             g = top[str(i)]
             kind = read_str(g, "type")
-            if (kind == "input" and "neuron" in g) or kind in ("conv", "dense"):
-                names.append(f"input{i}_neuron" if kind == "input" else f"neuron{i}")
+            if kind == "input" and "neuron" in g:
+                raise Unsupported(f"{Path(path).name}: netx layer {i}: input layer with neurons — lava-dl 0.6.0's "
+                                  "netx cannot compile it (no subcompiler for PyInputModel)")
+            if kind in ("conv", "dense"):
+                names.append(f"neuron{i}")
                 sizes.append(int(np.prod(read_int(g, "shape"))))
-                input_neurons = input_neurons or kind == "input"
         if "nodes" in info:
             names = [neuron for _, neuron in info["nodes"]]
-    return names, sizes, input_neurons, float(info.get("output_scale", 1.0))
+    return names, sizes, float(info.get("output_scale", 1.0))
 
 
 def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress: bool = False) -> RunResult:
@@ -74,7 +75,7 @@ def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress
     T steps; outputs are the readout's final potential (a never-firing last layer, in weight units divided
     by the file's output scale) or else the last layer's spike counts. A file without an input layer
     (slayer's export) gets its input shape from `inputs`."""
-    names, sizes, input_neurons, out_scale = layer_names(path)
+    names, sizes, out_scale = layer_names(path)
     x = _lava_layout(np.asarray(inputs))
     if not np.array_equal(x, np.round(x)):
         raise ValueError("netx inputs must be integers (graded spikes); scale them first (see input_scale)")
@@ -84,7 +85,7 @@ def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress
     with tqdm(total=len(x), desc=f"netx T={T}", unit="sample", disable=not progress, leave=False) as bar:
         chunk = max(1, min(len(x), MEMORY_BUDGET // ((per_step + 8 * sum(sizes)) * (T + len(sizes)))))
         for lo in range(0, len(x), chunk):
-            parts.append(_run_chunk(path, x[lo:lo + chunk], int(T), input_neurons, record))
+            parts.append(_run_chunk(path, x[lo:lo + chunk], int(T), record))
             bar.update(len(x[lo:lo + chunk]))
     readout = parts[0]["readout"]
     spiking = names[:-1] if readout else names
@@ -103,18 +104,18 @@ def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress
     )
 
 
-def _run_chunk(path, x: np.ndarray, T: int, input_neurons: bool, record: bool) -> dict:
+def _run_chunk(path, x: np.ndarray, T: int, record: bool) -> dict:
     """One compiled netx network for the samples `x` (Lava layout); Lava is stopped whatever happens."""
     n = len(x)
     with _forgotten_afterwards():
         net = Network(net_config=str(path), input_message_bits=INPUT_BITS, reset_interval=T, reset_offset=1,
                       input_shape=tuple(x.shape[1:]))
+        # Layer j (0-based) integrates at Lava step t what layer j-1 (the source for j = 0) sent at t-1, and
+        # netx resets it at steps t = 2 + j (mod T): it sees step k of sample m at t = mT + 2 + j + k.
         L = len(net.layers)
         steps = n * T + L
-        shift = 1 if input_neurons else 0
         data = np.zeros(tuple(net.inp.shape) + (steps,), np.int32)
-        stream = np.repeat(np.moveaxis(x, 0, -1), T, axis=-1)       # sample m at columns mT .. mT+T-1
-        data[..., shift:shift + n * T] = stream
+        data[..., :n * T] = np.repeat(np.moveaxis(x, 0, -1), T, axis=-1)   # sample m at columns mT .. mT+T-1
         source = Source(data=data)
         source.s_out.connect(net.inp)
         last = net.layers[-1]
@@ -134,7 +135,7 @@ def _run_chunk(path, x: np.ndarray, T: int, input_neurons: bool, record: bool) -
             out = {"readout": readout, "counts": [], "trains": []}
             for j, sink in enumerate(sinks):
                 raw = np.asarray(sink.data.get())                                 # (*lava shape, steps)
-                idx = (np.arange(n)[:, None] * T + 1 + j + np.arange(T)[None, :]).ravel()
+                idx = (np.arange(n)[:, None] * T + 1 + j + np.arange(T)[None, :]).ravel()   # t - 1
                 trains = np.moveaxis(raw[..., idx], -1, 0).reshape(n, T, *raw.shape[:-1])
                 if trains.ndim == 5:
                     trains = trains.transpose(0, 1, 4, 3, 2)                    # (W, H, C) -> (C, H, W)

@@ -78,10 +78,11 @@ def import_netx(path, input_shape: tuple[int, ...] | None = None) -> nir.NIRGrap
         for i, g in enumerate(groups):
             kind, where = read_str(g, "type"), f"{path.name}: netx layer {i}"
             if kind == "input":
+                if "neuron" in g:
+                    raise Unsupported(f"{where}: input layer with neurons (slayer's Input block) — lava-dl 0.6.0's "
+                                      "netx cannot compile it (no subcompiler for PyInputModel), so it is not "
+                                      "imported")
                 shape = first_in = tuple(int(d) for d in read_int(g, "shape"))
-                if "neuron" in g:   # input neurons driven directly by the input values (no synapse)
-                    nodes[f"input{i}_neuron"] = _neuron(where, g, shape, False, 1.0)
-                    chain.append(f"input{i}_neuron")
             elif kind == "flatten":
                 if shape is not None and len(shape) > 1:
                     nodes[f"flatten{i}"] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
