@@ -115,7 +115,7 @@ class NorseBackend:
         if gaps and not approximate:
             raise Unsupported(f"norse cannot run this graph faithfully: {gaps[0]}"
                               + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else "")
-                              + "; pass approximate=True (--approximate) to run it anyway")
+                              + "; pass approximate=True (`spikeport parity --approximate`) to run it anyway")
         ro = readout(view)
         r = torch.as_tensor(np.asarray(view.node(ro).r), dtype=torch.float32) if ro else None
         import norse.torch as norse_torch   # heavy import, only when this backend runs

@@ -182,7 +182,7 @@ class NetxBackend:
         if gaps and not approximate:
             more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
             raise Unsupported(f"netx cannot run this graph exactly: {gaps[0]}{more}; pass approximate=True "
-                              "(--approximate) to run it anyway")
+                              "(`spikeport parity --approximate`) to run it anyway")
         with tempfile.TemporaryDirectory(prefix="spikeport-netx-") as tmp:
             path = Path(tmp) / "net.h5"
             write(p, path)

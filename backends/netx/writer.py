@@ -200,7 +200,7 @@ def export_netx(graph: nir.NIRGraph, path, *, input_scale: float = 1.0, approxim
     if p.approximations and not approximate:
         more = f" (and {len(p.approximations) - 1} more)" if len(p.approximations) > 1 else ""
         raise Unsupported(f"netx export is not exact: {p.approximations[0]}{more}; pass approximate=True "
-                          "(--approximate) to export anyway")
+                          "to export anyway")
     write(p, path)
     return p.approximations
 
