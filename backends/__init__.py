@@ -13,6 +13,8 @@ __all__ = ["RunResult", "Unsupported", "get", "names"]
 
 _REGISTRY = {
     "reference": "backends.reference:ReferenceBackend",
+    "norse": "backends.norse:NorseBackend",
+    "netx": "backends.netx:NetxBackend",
     "lava": "backends.lava:LavaBackend",
 }
 

@@ -1,4 +1,4 @@
-"""The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy
+"""The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy, parity
 (python -m pipeline.cli).
 
 User mistakes end in one line on stderr and exit code 2; `--debug` shows the traceback instead.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import backends
 from backends.graph import GraphError
-from backends.nirext import ExtensionError
+from backends.nirext import ExtensionError, fixed_point
 from pipeline.errors import SpikeportError
 
 EXIT_USER_ERROR = 2
@@ -116,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=32)
     _add_data_args(p)
 
+    p = sub.add_parser("parity", parents=[common], help="one NIR file on several backends, compared with the "
+                       "reference layer by layer: table, JSON, plot")
+    p.add_argument("model_nir", metavar="MODEL.nir")
+    p.add_argument("--backends", default="reference,lava,norse,netx", help="comma-separated backend names")
+    p.add_argument("--T", type=_positive, default=32)
+    p.add_argument("--from", dest="convention", default="spikeport",
+                   choices=("spikeport", "norse", "snntorch", "sinabs"), help="the tool that wrote MODEL.nir")
+    p.add_argument("--approximate", action="store_true",
+                   help="run backends that cannot honour the graph anyway; their differences are labelled")
+    p.add_argument("--agreement", type=float, default=0.99, help="minimum prediction agreement with the reference")
+    p.add_argument("--layer-tolerance", type=float, default=0.05, help="maximum relative spike-count difference per layer")
+    p.add_argument("--output-tolerance", type=float, default=0.05,
+                   help="maximum |output difference| relative to the largest reference output")
+    p.add_argument("--out", default="out/parity", help="folder for parity.json and parity_layers.png")
+    _add_data_args(p)
+
     p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--epochs", type=_positive, default=30)
@@ -175,9 +191,12 @@ def cmd_simulate(args) -> int:
     graph = read_graph(args.model_nir)
     _, x, y = _test_data(args)
     backend = backends.get(args.backend)
+    # a quantized graph runs in integers on the reference too, as Lava runs it on its fixed_pt models
+    options = {"fixed_point": True} if args.backend == "reference" and fixed_point(
+        "graph", graph.metadata, "graph") is not None else {}
     rows = []
     for T in args.T:
-        run = backend.run(graph, x, T, progress=not args.quiet)
+        run = backend.run(graph, x, T, progress=not args.quiet, **options)
         rows.append({"backend": run.backend, "T": T, "accuracy": run.accuracy(y), "spikes_per_sample": run.spikes_per_sample,
                      "samples": len(x), "seconds": run.seconds, "approximate": run.approximate})
         print(f"{run.backend} T={T}: accuracy {100 * rows[-1]['accuracy']:.2f}% on {len(x)} samples, "
@@ -227,6 +246,24 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_parity(args) -> int:
+    from pipeline.nirio import read_graph
+    from pipeline.parity import Tolerances, run_parity, table, write_outputs
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    unknown = [n for n in names if n not in backends.names()]
+    if unknown or not names:
+        raise SpikeportError(f"unknown backend(s) {unknown or names}; choose from: {', '.join(backends.names())}")
+    graph = read_graph(args.model_nir, args.convention)
+    _, x, y = _test_data(args)
+    tol = Tolerances(agreement=args.agreement, layer_rel=args.layer_tolerance, output_rel=args.output_tolerance)
+    result = run_parity(graph, x, y, names, args.T, approximate=args.approximate, tol=tol, progress=not args.quiet)
+    result["model"] = str(args.model_nir)
+    print(table(result))
+    paths = write_outputs(result, Path(args.out))
+    print(f"wrote {paths[0]}, {paths[1]}")
+    return 1 if any(row["status"] == "fail" for row in result["rows"]) else 0
+
+
 def cmd_demo(args) -> int:
     from pipeline.demo import DemoConfig, run_demo
     run_demo(DemoConfig(out=Path(args.out), method=args.method, epochs=args.epochs, lava_samples=args.lava_samples,
@@ -262,7 +299,8 @@ def cmd_deploy(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
-            "sweep": cmd_sweep, "demo": cmd_demo, "quantize": cmd_quantize, "deploy": cmd_deploy}
+            "sweep": cmd_sweep, "demo": cmd_demo, "quantize": cmd_quantize, "deploy": cmd_deploy,
+            "parity": cmd_parity}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,24 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import nir
 
 import backends
-from pipeline.atomic import write_json, write_nir, write_text
+from backends.netx import export_netx
+from backends.nirext import fixed_point
+from pipeline.atomic import write_json, write_nir, write_text, write_with
 from pipeline.hwconfig import HwConfig, load_hwconfig
 from pipeline.quantize import Quantized, output_peak, quantize
 from pipeline.report import markdown_table
 from pipeline.resources import resource_map
 
 SWEEP_BITS = (8, 6, 4, 2)
-
-# The lava-dl netx HDF5 export plugs in here: a callable (quantized graph, target path) -> written path, or
-# raising backends.Unsupported when the graph is not expressible in netx. None: this build has no exporter,
-# and the bundle says so instead of writing a file.
-NETX_EXPORT: Callable[[nir.NIRGraph, Path], Path] | None = None
-
 
 @dataclass
 class Bundle:
@@ -91,10 +86,12 @@ def _energy(q: Quantized, hw: HwConfig, x, T: int) -> dict:
 
 
 def _netx(graph: nir.NIRGraph, out: Path) -> dict:
-    if NETX_EXPORT is None:
-        return {"note": "no lava-dl netx HDF5 written: this build has no netx exporter (pipeline.deploy.NETX_EXPORT)"}
+    """The quantized graph as a lava-dl netx HDF5 file fed with the integer input, when netx can express it
+    exactly; otherwise a note naming what it cannot express."""
+    unit = float(fixed_point("graph", graph.metadata, "graph")["input_scale"])
     try:
-        return {"path": str(NETX_EXPORT(graph, out / "model.net"))}
+        path = write_with(out / "model.net", lambda p: export_netx(graph, p, input_scale=1.0 / unit))
+        return {"path": str(path)}
     except backends.Unsupported as err:
         return {"note": f"no lava-dl netx HDF5 written: {err}"}
 

@@ -14,8 +14,11 @@ from backends.nirext import ExtensionError
 from pipeline.errors import SpikeportError
 
 
-def read_graph(path) -> nir.NIRGraph:
-    """Read and check a NIR file (structure, shapes, spikeport metadata), or raise SpikeportError."""
+def read_graph(path, convention: str = "spikeport") -> nir.NIRGraph:
+    """Read and check a NIR file (structure, shapes, spikeport metadata), or raise SpikeportError.
+
+    A graph written by another tool is read in that tool's `convention` (pipeline/nirimport.py).
+    """
     path = Path(path)
     if not path.is_file():
         raise SpikeportError(f"{path}: no such NIR file")
@@ -27,8 +30,16 @@ def read_graph(path) -> nir.NIRGraph:
     except Exception as err:  # nir/h5py raise many types for malformed content
         raise SpikeportError(f"{path}: cannot be read as a NIR graph ({type(err).__name__}: {_first_line(err)})") from None
     try:
+        if convention != "spikeport":
+            from pipeline.nirimport import adopt
+            return adopt(graph, convention)[0]
         analyse(graph)
-    except (GraphError, ExtensionError) as err:
+    except (GraphError, ExtensionError, SpikeportError) as err:
+        from pipeline.nirimport import guess
+        hint = guess(graph) if convention == "spikeport" else None
+        if hint:
+            raise SpikeportError(f"{path}: {err}; it looks written by {hint[0]} ({hint[1]}): read it with "
+                                 f"--from {hint[0]}") from None
         raise SpikeportError(f"{path}: {err}") from None
     return graph
 

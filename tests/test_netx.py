@@ -1,0 +1,183 @@
+"""lava-dl netx: export/import round trips, refusals, and Lava runs against numpy loops and lava-dl's own netx."""
+from __future__ import annotations
+
+import h5py
+import nir
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import backends
+from backends.netx import export_netx, import_netx
+from tests.graphs import mlp
+
+
+def _int_mlp(seed: int, threshold=6.0, reset="zero"):
+    """An MLP netx expresses exactly: integer weights and biases, one integer threshold, reset to zero."""
+    rng = np.random.default_rng(seed)
+    w1, b1 = rng.integers(-5, 6, (6, 4)), rng.integers(-2, 3, 6)
+    w2, b2 = rng.integers(-5, 6, (3, 6)), rng.integers(-1, 2, 3)
+    return mlp(w1, b1, w2, b2, threshold=threshold, reset=reset), (w1, b1, w2, b2)
+
+
+def _numpy_netx(x, w1, b1, w2, b2, theta, T):
+    """netx's CUBA layers with iDecay=4096, vDecay=0 in integer numpy (backends/netx/layout.py):
+    v += W s + b; z = v > vThMant; v = 0 where z; the readout layer integrates without firing."""
+    v = np.zeros((len(x), len(b1)), np.int64)
+    out = np.zeros((len(x), len(b2)), np.int64)
+    counts = np.zeros_like(v)
+    for _ in range(T):
+        v = v + x @ w1.T + b1
+        z = v > theta
+        v[z] = 0
+        counts += z
+        out += z.astype(np.int64) @ w2.T + b2
+    return counts, out
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), T=st.integers(1, 20))
+def test_exact_graph_round_trips_with_identical_spikes(tmp_path_factory, seed, T):
+    graph, _ = _int_mlp(seed)
+    path = tmp_path_factory.mktemp("netx") / "net.h5"
+    assert export_netx(graph, path) == []
+    back = import_netx(path)
+    x = np.random.default_rng(seed).integers(0, 4, (5, 4))
+    ref = backends.get("reference")
+    a, b = ref.run(graph, x, T, record=True), ref.run(back, x, T, record=True)
+    np.testing.assert_array_equal(b.spikes["neuron1"], a.spikes["if1"])
+    np.testing.assert_allclose(b.outputs, a.outputs, rtol=1e-6)
+
+
+def test_reset_by_subtraction_is_refused_or_labelled(tmp_path):
+    graph, _ = _int_mlp(0, reset="subtract")
+    with pytest.raises(backends.Unsupported, match=r"node 'if1' \(IF\): reset 'subtract'.*reset to 0"):
+        export_netx(graph, tmp_path / "a.h5")
+    assert not (tmp_path / "a.h5").exists()
+    gaps = export_netx(graph, tmp_path / "a.h5", approximate=True)
+    assert len(gaps) == 1 and "'if1'" in gaps[0]
+
+
+def test_inexpressible_graphs_are_refused_naming_the_node(tmp_path):
+    graph, _ = _int_mlp(0)
+    graph.nodes["extra"] = nir.Affine(weight=np.eye(3, dtype=np.float32), bias=np.zeros(3, np.float32))
+    graph.edges = [("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "out"), ("fc2", "extra"),
+                   ("extra", "out"), ("out", "output")]
+    with pytest.raises(backends.Unsupported, match="node 'fc2' has fan-in or fan-out"):
+        export_netx(graph, tmp_path / "b.h5")
+    pooled = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+               "pool": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+               "output": nir.Output(output_type={"output": np.array([1, 2, 2])})},
+        edges=[("input", "pool"), ("pool", "output")], type_check=False)
+    with pytest.raises(backends.Unsupported, match="node 'pool' has type AvgPool2d"):
+        export_netx(pooled, tmp_path / "c.h5")
+
+
+def test_leaky_netx_neurons_are_not_imported(tmp_path):
+    graph, _ = _int_mlp(1)
+    path = tmp_path / "leaky.h5"
+    export_netx(graph, path)
+    with h5py.File(path, "r+") as f:
+        del f["layer/1/neuron/vDecay"]
+        f["layer/1/neuron"].create_dataset("vDecay", data=128)
+    with pytest.raises(backends.Unsupported, match="netx layer 1: CUBA neuron with iDecay=4096, vDecay=128"):
+        import_netx(path)
+
+
+def test_input_neuron_layers_are_refused_as_netx_cannot_compile_them(tmp_path):
+    graph, _ = _int_mlp(1)
+    path = tmp_path / "input_neurons.h5"
+    export_netx(graph, path)
+    with h5py.File(path, "r+") as f:
+        f["layer/0"].copy(f["layer/1/neuron"], "neuron")
+    with pytest.raises(backends.Unsupported, match="netx layer 0: input layer with neurons"):
+        import_netx(path)
+
+
+def test_netx_backend_matches_integer_numpy_loop():
+    graph, (w1, b1, w2, b2) = _int_mlp(7)
+    x = np.random.default_rng(7).integers(0, 4, (6, 4))
+    run = backends.get("netx").run(graph, x, 9, record=True)
+    counts, out = _numpy_netx(x, w1, b1, w2, b2, 6, 9)
+    assert not run.approximate
+    np.testing.assert_array_equal(run.spikes["if1"].sum(1), counts)
+    np.testing.assert_allclose(run.outputs, out, rtol=0, atol=1e-9)
+
+
+def _slayer_file(path, seed=0):
+    """A conv -> flatten -> dense network built and exported by lava-dl's slayer (not by spikeport)."""
+    import torch
+    import backends.lava  # noqa: F401  (Lava's Python 3.11 fix before lava-dl imports)
+    import lava.lib.dl.slayer as slayer
+    torch.manual_seed(seed)
+    p = {"threshold": 0.5, "current_decay": 1.0, "voltage_decay": 0.0, "requires_grad": False}
+    blocks = [slayer.block.cuba.Conv(p, 1, 4, 3, padding=1, stride=1, weight_scale=4),
+              slayer.block.cuba.Flatten(),
+              slayer.block.cuba.Dense(p, 4 * 6 * 6, 5, weight_scale=4)]
+    with torch.no_grad():   # slayer sets the neuron shapes on a first forward pass
+        y = torch.zeros(1, 1, 6, 6, 2)
+        for b in blocks:
+            y = b(y)
+    with h5py.File(path, "w") as f:
+        layer = f.create_group("layer")
+        for i, b in enumerate(blocks):
+            b.export_hdf5(layer.create_group(str(i)))
+
+
+def _plain_netx_counts(path, x, T):
+    """lava-dl's netx Network run the plain way (no reset, one sample): output-layer spike counts over the
+    T steps after the two one-step synaptic delays."""
+    from lava.lib.dl.netx.hdf5 import Network
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    lava_x = x.transpose(2, 1, 0)
+    net = Network(net_config=str(path), input_shape=lava_x.shape, input_message_bits=16)
+    steps = T + len(net.layers)
+    source = Source(data=np.repeat(lava_x[..., None], steps, axis=-1).astype(np.int32))
+    sink = Sink(shape=net.out.shape, buffer=steps)
+    source.s_out.connect(net.inp)
+    net.out.connect(sink.a_in)
+    try:
+        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        data = sink.data.get()
+    finally:
+        net.stop()
+    return data[:, len(net.layers):].sum(1)
+
+
+def test_slayer_built_network_imports_and_matches_lava_dl_netx(tmp_path):
+    path = tmp_path / "slayer.h5"
+    _slayer_file(path)
+    graph = import_netx(path, input_shape=(1, 6, 6))
+    assert [type(graph.nodes[n]).__name__ for n in ("conv0", "neuron0", "flatten1", "dense2", "neuron2")] == \
+        ["Conv2d", "IF", "Flatten", "Affine", "IF"]
+    x = np.random.default_rng(1).integers(0, 2, (3, 1, 6, 6))
+    T = 12
+    ref = backends.get("reference").run(graph, x, T, record=True)
+    assert ref.spike_counts["neuron2"].sum() > 0          # the output layer does fire
+    plain = _plain_netx_counts(path, x[0], T)
+    np.testing.assert_array_equal(ref.outputs[0], plain)
+    from backends.netx.backend import run_file
+    streamed = run_file(path, x, T, record=True)
+    np.testing.assert_array_equal(streamed.outputs, ref.outputs)
+    np.testing.assert_array_equal(streamed.spikes["neuron0"], ref.spikes["neuron0"])
+
+
+def test_digits_graph_round_trip_and_netx_import_identity(tmp_path, digits, digits_graphs):
+    """maxnorm digits: the approximate export's import round-trips exactly, and differs from the original
+    only as labelled (reset to zero, 8-bit weights)."""
+    graph = digits_graphs["maxnorm"]
+    gaps = export_netx(graph, tmp_path / "a.h5", input_scale=16, approximate=True)
+    assert sum("reset 'subtract'" in g for g in gaps) == 2 and sum("quantized" in g for g in gaps) == 3
+    once = import_netx(tmp_path / "a.h5")
+    assert export_netx(once, tmp_path / "b.h5", input_scale=16) == []
+    twice = import_netx(tmp_path / "b.h5")
+    x = digits.test_x.numpy()[:64]
+    ref = backends.get("reference")
+    a, b = ref.run(once, x, 32, record=True), ref.run(twice, x, 32, record=True)
+    for k in a.spikes:
+        np.testing.assert_array_equal(a.spikes[k], b.spikes[k])
+

@@ -1,0 +1,116 @@
+"""The Norse backend against numpy loops of Norse's documented neuron equations, and its refusals."""
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+
+import backends
+from backends.nirext import neuron_metadata
+from tests.graphs import mlp
+
+
+def _mlp_loop(x, w1, b1, w2, b2, theta, T, subtract):
+    """Input -> Affine -> IF -> Affine -> I, in numpy: returns (hidden spike counts, outputs)."""
+    v = np.zeros((len(x), w1.shape[0]))
+    counts = np.zeros_like(v)
+    out = np.zeros((len(x), w2.shape[0]))
+    for _ in range(T):
+        v = v + x @ w1.T + b1
+        z = (v >= theta) if subtract else (v > theta)
+        v = v - theta * z if subtract else np.where(z, 0.0, v)
+        counts += z
+        out += z @ w2.T + b2
+    return counts, out
+
+
+@pytest.fixture(scope="module")
+def net():
+    rng = np.random.default_rng(3)
+    w1 = rng.integers(-4, 5, (6, 5)) / 8
+    b1 = rng.integers(-2, 3, 6) / 8
+    w2 = rng.integers(-4, 5, (3, 6)) / 8
+    b2 = np.zeros(3)
+    x = rng.integers(0, 9, (7, 5)) / 8     # dyadic values: float32 sums are exact, so both sides agree bit for bit
+    return x, w1, b1, w2, b2
+
+
+def test_reset_to_zero_graph_matches_numpy_loop(net):
+    x, w1, b1, w2, b2 = net
+    graph = mlp(w1, b1, w2, b2, threshold=1.0, reset="zero")
+    run = backends.get("norse").run(graph, x, 12)
+    counts, out = _mlp_loop(x, w1, b1, w2, b2, 1.0, 12, subtract=False)
+    assert not run.approximate and run.ignored == []
+    np.testing.assert_array_equal(run.spike_counts["if1"], counts.sum(1))
+    np.testing.assert_allclose(run.outputs, out, rtol=0, atol=1e-5)
+
+
+def test_reset_by_subtraction_is_refused_naming_node_and_cause(net):
+    x, w1, b1, w2, b2 = net
+    graph = mlp(w1, b1, w2, b2, threshold=1.0, reset="subtract")
+    with pytest.raises(backends.Unsupported, match=r"node 'if1' \(IF\): reset 'subtract'.*resets to 0"):
+        backends.get("norse").run(graph, x, 12)
+
+
+def test_approximate_run_is_labelled_and_runs_norse_semantics(net):
+    x, w1, b1, w2, b2 = net
+    graph = mlp(w1, b1, w2, b2, threshold=1.0, reset="subtract")
+    run = backends.get("norse").run(graph, x, 12, approximate=True)
+    assert run.approximate and len(run.ignored) == 1 and "'if1'" in run.ignored[0]
+    zero_counts, _ = _mlp_loop(x, w1, b1, w2, b2, 1.0, 12, subtract=False)
+    sub_counts, _ = _mlp_loop(x, w1, b1, w2, b2, 1.0, 12, subtract=True)
+    assert not np.array_equal(zero_counts, sub_counts)    # the inputs do expose the difference
+    np.testing.assert_array_equal(run.neuron_counts["if1"], zero_counts.mean(0))
+
+
+def test_lif_matches_forward_euler_loop():
+    n, T, dt, tau = 4, 20, 1e-3, 4e-3
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([n])}),
+               "fc": nir.Linear(weight=np.eye(n, dtype=np.float32)),
+               "lif": nir.LIF(tau=np.full(n, tau, np.float32), r=np.ones(n, np.float32), v_leak=np.zeros(n, np.float32),
+                              v_threshold=np.ones(n, np.float32), v_reset=np.zeros(n, np.float32),
+                              metadata=neuron_metadata("zero")),
+               "output": nir.Output(output_type={"output": np.array([n])})},
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")], type_check=False)
+    x = np.array([[1.5, 3.0, 5.0, 9.0]])
+    v, total = np.zeros(n), np.zeros(n)
+    for _ in range(T):
+        v = v + dt / tau * (-v + x[0])
+        z = v > 1.0
+        v = np.where(z, 0.0, v)
+        total += z
+    run = backends.get("norse").run(graph, x, T)
+    np.testing.assert_array_equal(run.outputs[0], total)
+
+
+def test_conv_flatten_graph_agrees_with_reference_core_semantics():
+    rng = np.random.default_rng(0)
+    w = (rng.integers(-3, 4, (2, 1, 3, 3)) / 4).astype(np.float32)
+    ones = np.ones((2, 4, 4), np.float32)
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+               "conv": nir.Conv2d(input_shape=(4, 4), weight=w, stride=1, padding=1, dilation=1, groups=1,
+                                  bias=np.zeros(2, np.float32)),
+               "if": nir.IF(r=ones, v_threshold=ones, v_reset=0 * ones, metadata=neuron_metadata("zero")),
+               "flat": nir.Flatten(input_type={"input": np.array([2, 4, 4])}, start_dim=0, end_dim=-1),
+               "fc": nir.Affine(weight=(rng.integers(-2, 3, (3, 32)) / 4).astype(np.float32), bias=np.zeros(3, np.float32)),
+               "out": nir.I(r=np.ones(3, np.float32)),
+               "output": nir.Output(output_type={"output": np.array([3])})},
+        edges=[("input", "conv"), ("conv", "if"), ("if", "flat"), ("flat", "fc"), ("fc", "out"), ("out", "output")],
+        type_check=False)
+    x = rng.integers(0, 5, (5, 1, 4, 4)) / 4
+    ref = backends.get("reference").run(graph, x, 10, record=True)
+    run = backends.get("norse").run(graph, x, 10, record=True)
+    np.testing.assert_array_equal(run.spikes["if"], ref.spikes["if"])
+    np.testing.assert_allclose(run.outputs, ref.outputs, atol=1e-5)
+
+
+def test_node_types_norse_cannot_run_are_refused():
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+               "pool": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+               "output": nir.Output(output_type={"output": np.array([1, 2, 2])})},
+        edges=[("input", "pool"), ("pool", "output")], type_check=False)
+    with pytest.raises(backends.Unsupported, match="node 'pool' has type AvgPool2d"):
+        backends.get("norse").run(graph, np.zeros((1, 1, 4, 4)), 4)
