@@ -18,7 +18,8 @@ from backends.nirext import neuron_semantics
 from backends.result import RunResult, Unsupported
 
 # Node types Norse's from_nir maps to torch modules; `I` only as the readout before Output (see `readout`).
-SUPPORTED_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.IF, nir.LIF, nir.I)
+SUPPORTED_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d, nir.Flatten, nir.IF,
+                   nir.LIF, nir.I)
 
 
 def readout(view: GraphView) -> str | None:
@@ -44,6 +45,9 @@ def mismatches(view: GraphView) -> list[str]:
         if isinstance(node, nir.I) and name != ro:
             out.append(f"node {name!r} (I): Norse has no integrator module; only an I feeding the Output "
                        "is supported (as the readout)")
+        if isinstance(node, nir.SumPool2d) and np.any(np.asarray(node.padding) != 0):
+            out.append(f"node {name!r} (SumPool2d): padding {np.asarray(node.padding).tolist()} — Norse's "
+                       "LPPool2d(norm_type=1) pools without padding")
         if not isinstance(node, (nir.IF, nir.LIF)):
             continue
         kind = type(node).__name__
@@ -89,7 +93,8 @@ def _norse_graph(view: GraphView, ro: str | None) -> nir.NIRGraph:
 
 
 class NorseBackend:
-    """Runs NIR graphs with Norse: Affine, Linear, Conv2d, Flatten, IF and LIF with core-NIR reset (to 0,
+    """Runs NIR graphs with Norse: Affine, Linear, Conv2d, SumPool2d (unpadded; Norse's LPPool2d with norm 1
+    sums |x|, the sum for the spikes of the neurons it honours), Flatten, IF and LIF with core-NIR reset (to 0,
     on v > threshold, r = 1), and an `I` readout before the Output. Anything else raises
     `backends.Unsupported` naming the node and the semantics Norse lacks; with `approximate=True` it runs
     anyway and the result carries `approximate=True` and those lines in `ignored`."""

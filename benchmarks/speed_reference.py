@@ -1,16 +1,20 @@
-"""Reference simulator time against the dense-compute floor, T x (ANN forward on the same batch).
+"""Reference simulator time against the dense-compute floor, T x (ANN forward on the same batch), and Norse.
 
 Run: .venv/bin/python -m benchmarks.speed_reference  (writes the 'speed-reference' section of docs/benchmarks.md)
 
 Every figure is measured in this one run on this machine with torch.set_num_threads(2): the ANN forward,
-reference mode="step" and mode="layer" on the same batch, each the median of `--repeats` runs.
+reference mode="step" and mode="layer", and Norse (norse.torch.from_nir through backends.norse) on the same
+batch, each the median of `--repeats` runs.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
+import nir
+import numpy as np
 import torch
 
 import backends
@@ -34,6 +38,21 @@ def _median_time(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def norse_runnable(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """The same network in node types Norse's from_nir takes: each AvgPool2d becomes a SumPool2d and its
+    1/(kh*kw) moves into the weights of the next weighted node (through a Flatten) -- the same arithmetic."""
+    nodes = {k: copy.copy(v) for k, v in graph.nodes.items()}
+    succ = {a: b for a, b in graph.edges}
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.AvgPool2d):
+            nodes[name] = nir.SumPool2d(kernel_size=node.kernel_size, stride=node.stride, padding=node.padding)
+            nxt = succ[name]
+            while isinstance(nodes[nxt], nir.Flatten):
+                nxt = succ[nxt]
+            nodes[nxt].weight = np.asarray(nodes[nxt].weight) / float(np.prod(node.kernel_size))
+    return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=graph.metadata, type_check=False)
+
+
 def measure(label: str, model: torch.nn.Module, graph, x: torch.Tensor, T: int, repeats: int) -> dict:
     ref = backends.get("reference")
     xn = x.numpy()
@@ -46,6 +65,11 @@ def measure(label: str, model: torch.nn.Module, graph, x: torch.Tensor, T: int, 
                                repeats)
         row[f"{mode} (s)"] = f"{seconds:.2f}"
         row[f"{mode} / (T x ANN)"] = f"{seconds / (T * ann):.3f}"
+    norse_graph = norse_runnable(graph)
+    seconds = _median_time(lambda: runs.__setitem__("norse", backends.get("norse").run(
+        norse_graph, xn, T, batch_size=len(x), approximate=True)), repeats)
+    row["Norse (s)"] = f"{seconds:.2f}"
+    row["Norse / layer"] = f"{seconds / float(row['layer (s)']):.2f}"
     same = (runs["step"].outputs == runs["layer"].outputs).all() and all(
         (runs["step"].spike_counts[k] == runs["layer"].spike_counts[k]).all() for k in runs["step"].spike_counts)
     row["step == layer"] = "yes" if same else "NO"
@@ -86,7 +110,13 @@ def main(argv=None) -> None:
         "(digits: calibrated on the train split; VGG-16: on 64 torch.rand images). `step` runs the graph step",
         "by step; `layer` (the default) runs node by node over all T, stateless nodes as one batched call on",
         "(T*batch, ...) and neurons as a loop over T; both compute time-constant nodes (the input and the",
-        "first layer's current under direct encoding) once. `step == layer`: identical outputs and spike counts.",
+        "first layer's current under direct encoding) once; `layer` also updates IF neurons in place (the same",
+        "floats), skips a convolution's (step, sample) slices whose input is all zero, and derives input event",
+        "counts from spike counts. `step == layer`: identical outputs and spike counts. Norse runs the same graph",
+        "through norse.torch.from_nir (as `backends.norse` with approximate=True: Norse resets to zero, so its",
+        "spikes differ, its dense work does not; for VGG-16 each AvgPool2d is given to Norse as a SumPool2d with",
+        "1/4 folded into the next layer's weights, as from_nir has no AvgPool2d); `Norse / layer` above 1 means",
+        "spikeport is faster.",
         "",
         markdown_table(rows, [(k, k) for k in rows[0]]),
     ])

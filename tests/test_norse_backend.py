@@ -114,3 +114,50 @@ def test_node_types_norse_cannot_run_are_refused():
         edges=[("input", "pool"), ("pool", "output")], type_check=False)
     with pytest.raises(backends.Unsupported, match="node 'pool' has type AvgPool2d"):
         backends.get("norse").run(graph, np.zeros((1, 1, 4, 4)), 4)
+
+
+def _pool_graph(padding):
+    """Input -> Conv2d -> IF (reset to zero) -> SumPool2d -> Flatten -> Affine -> I -> Output, dyadic values."""
+    from tests.graphs import if_node
+    rng = np.random.default_rng(5)
+    eighths = lambda *s: (rng.integers(-4, 5, s) / 8).astype(np.float32)  # noqa: E731
+    pooled = 2 if padding == 0 else 3
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+        "conv": nir.Conv2d(input_shape=(4, 4), weight=eighths(2, 1, 3, 3), stride=1, padding=(1, 1), dilation=1,
+                           groups=1, bias=eighths(2)),
+        "if1": if_node((2, 4, 4), 0.5, reset="zero"),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([padding] * 2)),
+        "flat": nir.Flatten(input_type={"input": np.array([2, pooled, pooled])}, start_dim=0),
+        "fc": nir.Affine(weight=eighths(3, 2 * pooled * pooled), bias=np.zeros(3, np.float32)),
+        "out": nir.I(r=np.ones(3, np.float32)),
+        "output": nir.Output(output_type={"output": np.array([3])}),
+    }
+    edges = [("input", "conv"), ("conv", "if1"), ("if1", "pool"), ("pool", "flat"), ("flat", "fc"), ("fc", "out"),
+             ("out", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_sum_pooling_matches_a_numpy_loop():
+    import torch
+    import torch.nn.functional as F
+    g = _pool_graph(padding=0)
+    x = (np.random.default_rng(6).integers(0, 9, (5, 1, 4, 4)) / 8).astype(np.float32)
+    run = backends.get("norse").run(g, x, 10)
+    v = np.zeros((5, 2, 4, 4))
+    current = F.conv2d(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(g.nodes["conv"].weight, dtype=torch.float64),
+                       torch.as_tensor(g.nodes["conv"].bias, dtype=torch.float64), padding=1).numpy()
+    out = np.zeros((5, 3))
+    for _ in range(10):
+        v = v + current
+        z = v > 0.5
+        v = np.where(z, 0.0, v)
+        pooled = z.reshape(5, 2, 2, 2, 2, 2).sum((3, 5))
+        out += pooled.reshape(5, -1) @ g.nodes["fc"].weight.T
+    assert out.any()
+    np.testing.assert_allclose(run.outputs, out, rtol=0, atol=1e-5)
+
+
+def test_padded_sum_pooling_is_refused():
+    with pytest.raises(backends.Unsupported, match=r"node 'pool' \(SumPool2d\): padding \[1, 1\].*without padding"):
+        backends.get("norse").run(_pool_graph(padding=1), np.zeros((1, 1, 4, 4), np.float32), 4)
