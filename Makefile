@@ -31,8 +31,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q --run-slow $(PYTEST_ARGS)
 
+BENCHMARKS ?= methods_digits quantize_digits speed_reference scaling_reference speed_lava
+
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.methods_digits
+	for b in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) out
