@@ -5,3 +5,4 @@ Each module calls `pipeline.convert.register(Method(...))`.
 from pipeline.methods import optimal_shift  # noqa: F401
 from pipeline.methods import dnisnm  # noqa: F401
 from pipeline.methods import rnl_ril  # noqa: F401
+from pipeline.methods import snn2ann  # noqa: F401
