@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def evaluate(net: SpikingNet, x: torch.Tensor, y: torch.Tensor, batch_size: int 
 
 def fit(net: SpikingNet, train_x, train_y, test_x, test_y, cfg: SpikingConfig, *, progress: bool = True,
         state_path=None) -> list[dict]:
-    """Train `net` by its loss; returns per epoch the mean loss and each branch's test accuracy.
+    """Train `net` by its loss; returns per epoch the mean loss, the training seconds (evaluation excluded) and
+    each branch's test accuracy.
 
     Under torchrun each process takes its shard of every batch (same order on all, from the seed) and
     DistributedDataParallel averages the gradients; only rank 0 writes the state file. With `state_path` the
@@ -89,7 +91,7 @@ def fit(net: SpikingNet, train_x, train_y, test_x, test_y, cfg: SpikingConfig, *
     for epoch in bar:
         net.train()
         order = torch.randperm(len(train_x), generator=gen)
-        total = 0.0
+        total, t0 = 0.0, time.perf_counter()
         for lo in range(0, len(order), cfg.batch_size):
             idx = distributed.shard(order[lo:lo + cfg.batch_size])
             loss = engine(train_x[idx].to(cfg.device), train_y[idx].to(cfg.device))
@@ -98,8 +100,9 @@ def fit(net: SpikingNet, train_x, train_y, test_x, test_y, cfg: SpikingConfig, *
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
+        seconds = time.perf_counter() - t0
         acc = evaluate(net, test_x, test_y, device=cfg.device)
-        history.append({"epoch": epoch + 1, "loss": total / len(train_x),
+        history.append({"epoch": epoch + 1, "loss": total / len(train_x), "seconds": seconds,
                         **{f"{b}_accuracy": acc[b] for b in BRANCHES if b in acc}})
         bar.set_postfix({"loss": f"{history[-1]['loss']:.3f}", **{b: f"{a:.3f}" for b, a in acc.items()}})
         if state_path is not None and rank == 0:

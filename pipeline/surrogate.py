@@ -56,9 +56,10 @@ class Neuron:
         keep = 1.0 if self.kind == "if" else self.decay
         u = torch.zeros_like(currents[0])
         spikes = []
+        grad = torch.is_grad_enabled()
         for c in currents:
             u = keep * u + c
-            o = RectangularSpike.apply(u, th, self.width)
+            o = RectangularSpike.apply(u, th, self.width) if grad else (u > th).to(u.dtype)
             u = u * (1.0 - o.detach())
             spikes.append(o)
         return torch.stack(spikes)

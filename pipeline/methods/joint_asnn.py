@@ -40,7 +40,8 @@ class WFTWeight(nn.Module):
         self.shape = tuple(weight.shape)
         mats = weight.detach().reshape(*self.shape[:2], -1).permute(2, 0, 1)  # (K, C_out, C_in)
         u, s, v = torch.linalg.svd(mats, full_matrices=False)
-        self.u, self.v = nn.Parameter(u.contiguous()), nn.Parameter(v.contiguous())
+        # fresh tensors with standard strides (svd may return size-1 dims with odd strides, which DDP warns about)
+        self.u, self.v = nn.Parameter(torch.empty(u.shape).copy_(u)), nn.Parameter(torch.empty(v.shape).copy_(v))
         self.s_ann, self.s_snn = nn.Parameter(s.clone()), nn.Parameter(s.clone())
 
     def forward(self, branch: str) -> torch.Tensor:
