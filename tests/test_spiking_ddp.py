@@ -9,7 +9,7 @@ from torch import nn
 
 from pipeline.hybrid import chain_blocks
 from pipeline.methods.joint_asnn import JointASNN
-from pipeline.methods.snn2ann import SNN2ANN
+from pipeline.methods.snn2ann import SNN2ANN, ata_update
 from pipeline.methods.stbp import STBP
 from pipeline.spiking_train import SpikingConfig, fit
 from pipeline.surrogate import Neuron
@@ -23,7 +23,8 @@ CFG = SpikingConfig(epochs=2, batch_size=16, lr=1e-2, seed=0)
 
 def _setup(method: str):
     seed_everything(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(256, 10))
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
     blocks = chain_blocks(model, (1, 8, 8))
     net = {"snn2ann": lambda: SNN2ANN(blocks, 3, epsilon=0.0),
@@ -41,6 +42,11 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             fit(net, *data, CFG, progress=False)
             if rank == 0:
                 torch.save(net.state_dict(), f"{out_dir}/{method}.pt")
+        # Eq. 17 over the batch: all four positions ANN-inactive, noise counts 0 0 | 1 0 -> mean 0.25 <= eps 0.3,
+        # although process 1 alone (mean 0.5) would raise its thresholds
+        v = torch.ones(2)
+        ata_update(v, torch.zeros(2), torch.tensor([[0.0, 0.0], [1.0, 0.0]])[rank], epsilon=0.3)
+        torch.save(v, f"{out_dir}/ata{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -57,5 +63,5 @@ def test_ddp_two_processes_equal_single_process_full_batch(tmp_path):
         for key in single:
             torch.testing.assert_close(parallel[key], single[key], rtol=1e-5, atol=1e-6, msg=f"{method} {key}")
         assert any(not torch.equal(initial[k], single[k]) for k in single), method  # training moved the weights
-    thresholds = torch.load(tmp_path / "snn2ann.pt")
-    assert not torch.equal(thresholds["v_th0"], _setup("snn2ann")[0].v_th0)  # ATA acted, identically in both
+    for rank in range(2):  # ATA decided on the mean noise of the whole batch, not of each process's half
+        assert torch.load(tmp_path / f"ata{rank}.pt").tolist() == [1.0, 1.0]
