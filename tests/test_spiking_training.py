@@ -165,3 +165,15 @@ def test_snn2ann_accuracy_claim(digits, digits_model, unit, T):
 @pytest.mark.parametrize("T", [2, 4])
 def test_joint_asnn_accuracy_claim(digits, digits_model, T):
     _claim(joint_asnn.train(_ann(digits), digits, 25, T=T), digits, digits_model)
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+@pytest.mark.parametrize("name", ["snn2ann", "joint-asnn"])
+def test_exported_nir_runs_on_lava_like_reference(trained, digits, name):
+    net = trained[name]
+    graph = net.export(digits.input_shape)
+    x = digits.test_x[:32].numpy()
+    ref = backends.get("reference").run(graph, x, net.T, dtype=torch.float64)
+    lava = backends.get("lava").run(graph, x, net.T)
+    assert lava.agreement(ref) >= 0.97
