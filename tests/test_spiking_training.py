@@ -32,11 +32,11 @@ def _ann(digits, seed: int = 0) -> nn.Module:
 def trained(digits):
     torch.set_num_threads(2)
     return {
-        "snn2ann": snn2ann.train(_ann(digits), digits, 2, T=3, train_slice=SLICE),
-        "snn2ann-resu": snn2ann.train(_ann(digits), digits, 2, T=3, unit="resu", train_slice=SLICE),
-        "joint-asnn": joint_asnn.train(_ann(digits), digits, 2, T=2, train_slice=SLICE),
-        "stbp-if": stbp.train(_ann(digits), digits, 2, T=3, train_slice=SLICE),
-        "stbp-lif": stbp.train(_ann(digits), digits, 2, T=3, neuron="lif", train_slice=SLICE),
+        "snn2ann": snn2ann.train(_ann(digits), digits, 1, T=3, train_slice=SLICE),
+        "snn2ann-resu": snn2ann.train(_ann(digits), digits, 1, T=3, unit="resu", train_slice=SLICE),
+        "joint-asnn": joint_asnn.train(_ann(digits), digits, 1, T=2, train_slice=SLICE),
+        "stbp-if": stbp.train(_ann(digits), digits, 1, T=3, train_slice=SLICE),
+        "stbp-lif": stbp.train(_ann(digits), digits, 1, T=3, neuron="lif", train_slice=SLICE),
     }
 
 

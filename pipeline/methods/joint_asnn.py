@@ -130,9 +130,9 @@ class JointASNN(SpikingNet):
         """The SNN: W_SNN per layer, its batch norm folded, LIF neurons (decay, threshold, reset to zero)."""
         th = torch.tensor(self.neuron.v_threshold)
         bns = [bn if not isinstance(bn, nn.Identity) else None for bn in self.bn["snn"]]
-        return export_blocks(self.blocks, input_shape, weights=[self._weight_of("snn")(i) for i in range(len(self.blocks))],
-                             bns=bns, thresholds=[th] * len(self.blocks), neuron=self.neuron, bias_steps=1,
-                             method=self.method, source=source)
+        weights = [self._weight_of("snn")(i) for i in range(len(self.blocks))]
+        return export_blocks(self.blocks, input_shape, weights=weights, bns=bns, thresholds=[th] * len(self.blocks),
+                             neuron=self.neuron, bias_steps=1, method=self.method, source=source)
 
     def settings(self) -> dict:
         return {"method": self.method, "T": self.T, "wft": self.wft, "distill": self.distill,
