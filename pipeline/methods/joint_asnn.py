@@ -7,7 +7,8 @@ and the loss is Eq. 10, L = L_CE + lambda1 L_KLD + lambda2 L_Norm (Eq. 7-9, ANN 
 Weight-factorization training (WFT, Eq. 11-13) shares the singular vectors U, V of every weight between the two
 networks and gives each its own singular values; conv kernels are factorized per kernel position (Sec. 4.3.2).
 The SNN classifier integrates without firing (Eq. 3). Each network has its own batch norm; the SNN's is folded
-into its weights at export. Ablations: `wft=False` gives the networks separate full weights (the "separate
+into its weights at export. Eq. 9's squared Frobenius norm is taken as a mean over batch and classes (MSE): the
+sum over classes, weighted by lambda2 = 0.3, dominated the loss and held the ANN at 79% on digits. Ablations: `wft=False` gives the networks separate full weights (the "separate
 training baseline" of Sec. 4.3.1); `distill=False` sets lambda1 = lambda2 = 0 (CE on every branch only).
 """
 from __future__ import annotations
