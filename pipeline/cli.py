@@ -1,5 +1,5 @@
-"""The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy, parity
-(python -m pipeline.cli).
+"""The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy, parity,
+train-snn (python -m pipeline.cli).
 
 User mistakes end in one line on stderr and exit code 2; `--debug` shows the traceback instead.
 """
@@ -130,6 +130,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-tolerance", type=float, default=0.05,
                    help="maximum |output difference| relative to the largest reference output")
     p.add_argument("--out", default="out/parity", help="folder for parity.json and parity_layers.png")
+    _add_data_args(p)
+
+    p = sub.add_parser("train-snn", parents=[common], help="train a spiking network directly (snn2ann, joint-asnn, "
+                       "stbp) and export it as NIR; runs data-parallel under torchrun")
+    p.add_argument("--method", default="snn2ann", choices=["snn2ann", "joint-asnn", "stbp"])
+    p.add_argument("--model", default="digits-cnn", choices=MODEL_NAMES, help="architecture (a chain model)")
+    p.add_argument("--T", type=_positive, default=4, help="time steps")
+    p.add_argument("--epochs", type=_positive, default=20)
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's)")
+    p.add_argument("--unit", default="stsu", choices=["stsu", "resu", "none"], help="snn2ann spike mapping unit")
+    p.add_argument("--no-ata", action="store_true", help="snn2ann without adaptive threshold adjustment")
+    p.add_argument("--no-wft", action="store_true", help="joint-asnn without weight factorization")
+    p.add_argument("--no-distill", action="store_true", help="joint-asnn without KLD and L2 distillation")
+    p.add_argument("--neuron", default="if", choices=["if", "lif"], help="stbp neuron (joint-asnn is LIF)")
+    p.add_argument("--state", default=None, metavar="PATH", help="training state saved every epoch; resumed if present")
+    p.add_argument("--plot", default=None, metavar="PATH", help="write ANN/SNN validation accuracy per epoch (PNG)")
+    p.add_argument("--out", default="out/model.nir")
     _add_data_args(p)
 
     p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
@@ -264,6 +282,40 @@ def cmd_parity(args) -> int:
     return 1 if any(row["status"] == "fail" for row in result["rows"]) else 0
 
 
+def cmd_train_snn(args) -> int:
+    from pipeline import distributed
+    from pipeline.atomic import write_nir
+    from pipeline.convert import get_method
+    from pipeline.data import load_dataset
+    from pipeline.models import build_model
+    from pipeline.spiking_train import branch_plot
+    from pipeline.train import seed_everything
+    distributed.init_from_env(args.device)
+    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    seed_everything(args.seed)
+    try:
+        ann = build_model(args.model, ds.input_shape, ds.num_classes)
+    except ValueError as err:
+        raise SpikeportError(f"{args.model} on {args.dataset}: {err}") from None
+    options = {"snn2ann": {"unit": args.unit, "ata": not args.no_ata},
+               "joint-asnn": {"wft": not args.no_wft, "distill": not args.no_distill},
+               "stbp": {"neuron": args.neuron}}[args.method]
+    if args.lr is not None:
+        options["lr"] = args.lr
+    net = get_method(args.method).train(ann, ds, args.epochs, seed=args.seed, device=args.device,
+                                        progress=not args.quiet, T=args.T, batch_size=args.batch_size,
+                                        state_path=args.state, **options)
+    if distributed.world()[0] != 0:
+        return 0
+    last = net.history[-1]
+    accs = ", ".join(f"{b} {100 * last[f'{b}_accuracy']:.2f}%" for b in ("ann", "snn") if f"{b}_accuracy" in last)
+    path = write_nir(args.out, net.export(ds.input_shape, source=f"spikeport train-snn --method {args.method}"))
+    print(f"{args.method} T={args.T}: test accuracy {accs} after {args.epochs} epochs; wrote {path}")
+    if args.plot:
+        print(f"wrote {branch_plot(args.plot, net.history, f'{args.method}, T={args.T}')}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from pipeline.demo import DemoConfig, run_demo
     run_demo(DemoConfig(out=Path(args.out), method=args.method, epochs=args.epochs, lava_samples=args.lava_samples,
@@ -300,7 +352,7 @@ def cmd_deploy(args) -> int:
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
             "sweep": cmd_sweep, "demo": cmd_demo, "quantize": cmd_quantize, "deploy": cmd_deploy,
-            "parity": cmd_parity}
+            "parity": cmd_parity, "train-snn": cmd_train_snn}
 
 
 def main(argv: list[str] | None = None) -> int:
