@@ -142,13 +142,13 @@ def nir_cases(folder, per_class: int = 20, seed: int = 0) -> list[Case]:
     return cases
 
 
-def _read_child(path: str, conn) -> None:
+def _read_child(path: str, timeout: float, conn) -> None:
     from backends.graph import GraphError
     from backends.nirext import ExtensionError
     from pipeline.errors import SpikeportError
     from pipeline.nirio import read_graph
     try:
-        graph = read_graph(path)
+        graph = read_graph(path, timeout=timeout)
         conn.send(("graph", f"{len(graph.nodes)} nodes"))
     except (SpikeportError, GraphError, ExtensionError) as err:
         conn.send(("error", str(err)))
@@ -156,15 +156,16 @@ def _read_child(path: str, conn) -> None:
         conn.send(("unclear", f"{type(err).__name__}: {err}"))
 
 
-def read_isolated(path, timeout: float = 10.0) -> tuple[str, str]:
-    """Read `path` with `pipeline.nirio.read_graph` in a forked child: ("graph" | "error" | "unclear" |
-    "hang" | "crash", detail). Only "graph" and "error" (a one-line SpikeportError) are acceptable."""
+def read_isolated(path, timeout: float = 5.0) -> tuple[str, str]:
+    """Read `path` with `pipeline.nirio.read_graph(path, timeout)` in a forked child, so that even a reader
+    without its own time limit is caught: ("graph" | "error" | "unclear" | "hang" | "crash", detail).
+    Only "graph" and "error" (a one-line SpikeportError) are acceptable."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_read_child, args=(str(path), child))
+    proc = ctx.Process(target=_read_child, args=(str(path), timeout, child))
     proc.start()
     child.close()
-    ready = parent.poll(timeout)
+    ready = parent.poll(timeout + 10)
     try:
         result = parent.recv() if ready else None
     except EOFError:  # the child died without answering
@@ -173,7 +174,7 @@ def read_isolated(path, timeout: float = 10.0) -> tuple[str, str]:
     if proc.is_alive():
         proc.kill()
         proc.join()
-        return "hang", f"no answer within {timeout} s"
+        return "hang", f"no answer within {timeout + 10} s"
     if result is None:
         return "crash", f"child exited with code {proc.exitcode}"
     return result
