@@ -19,6 +19,7 @@ from pipeline.errors import SpikeportError
 
 _FIX = "the file is damaged or was not written by a NIR 1.x tool; re-export it (e.g. `spikeport convert`)"
 MIN_READ_SECONDS = 30.0   # time limit for parsing a file, plus one second per MB
+MAX_EXPANSION = 1000      # declared data may exceed the file size this many times (NIR compresses), plus 1 GB
 
 
 def read_graph(path, timeout: float | None = None) -> nir.NIRGraph:
@@ -91,6 +92,7 @@ def _check_nodes(path: Path) -> None:
     known = {t.__name__ for t in KNOWN_TYPES}
     try:
         with h5py.File(path, "r") as f:
+            _check_sizes(path, f)
             nodes = f["node/nodes"]
             for name in list(nodes):
                 raw = nodes[name]["type"][()] if "type" in nodes[name] else b"?"
@@ -108,6 +110,18 @@ def _check_nodes(path: Path) -> None:
     except Exception as err:  # h5py raises many types for damaged files
         raise SpikeportError(f"{path}: not a readable NIR graph file ({type(err).__name__}: {_first_line(err)}); "
                              f"{_FIX}") from None
+
+
+def _check_sizes(path: Path, f: h5py.File) -> None:
+    """Refuse datasets whose declared size no real file of this length holds (a damaged header would make
+    h5py allocate and read gigabytes)."""
+    declared = []
+    f.visititems(lambda name, obj: declared.append(obj.size * obj.dtype.itemsize)
+                 if isinstance(obj, h5py.Dataset) else None)
+    limit = MAX_EXPANSION * path.stat().st_size + 2**30
+    if sum(declared) > limit:
+        raise SpikeportError(f"{path}: its datasets declare {sum(declared) / 2**30:.1f} GB of data in a "
+                             f"{path.stat().st_size / 2**20:.1f} MB file; {_FIX}")
 
 
 def _first_line(err: Exception) -> str:
