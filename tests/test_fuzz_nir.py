@@ -5,7 +5,9 @@ crash of h5py is caught as such; the slow variant runs ten times more random cas
 """
 from __future__ import annotations
 
+import os
 import random
+import time
 from collections import Counter
 
 import numpy as np
@@ -13,7 +15,9 @@ import pytest
 
 import backends
 from benchmarks.badinputs import Case, nir_cases, read_isolated, small_graph
+from pipeline import nirio
 from pipeline.atomic import write_nir
+from pipeline.errors import SpikeportError
 
 EXPECTED_ERROR = {  # classes that can never give a valid graph
     "not HDF5", "truncated", "garbage node type", "non-finite parameter", "threshold <= 0", "bad edges",
@@ -44,10 +48,23 @@ def test_every_class_of_corruption_gives_a_clear_error_or_a_valid_graph(tmp_path
 
 def test_a_file_on_which_hdf5_loops_forever_ends_in_a_clear_error(tmp_path):
     """Found by the slow fuzz run: 8 flipped bits make h5py loop forever reading node/edges (> 60 s
-    measured); read_graph parses in a child with a time limit and reports it."""
+    measured); read_graph now reports the damaged heap in one line (and would time out otherwise)."""
     case = next(c for c in nir_cases(tmp_path, per_class=100, seed=3) if c.path.name == "bit_flips-0055.nir")
     outcome, detail = read_isolated(case.path, timeout=2.0)
-    assert outcome == "error" and "longer than 2 s" in detail
+    assert outcome == "error" and str(case.path) in detail and "re-export" in detail
+
+
+def test_parser_hang_and_crash_become_errors(tmp_path, monkeypatch):
+    """The forked parser is bounded in time and a dying parser is reported (the fork inherits the patch)."""
+    good = write_nir(tmp_path / "good.nir", small_graph())
+    monkeypatch.setattr(nirio, "_parse", lambda path: time.sleep(60))
+    start = time.monotonic()
+    with pytest.raises(SpikeportError, match="parsing took longer than 1 s"):
+        nirio.read_graph(good, timeout=1.0)
+    assert time.monotonic() - start < 30
+    monkeypatch.setattr(nirio, "_parse", lambda path: os._exit(3))
+    with pytest.raises(SpikeportError, match="failed while parsing it \\(exit code 3\\)"):
+        nirio.read_graph(good)
 
 
 def test_named_node_and_fix_in_the_messages(tmp_path):
