@@ -204,9 +204,9 @@ def fuzz_table(work: Path, per_class: int, seeds: range, log=print) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=3, help="NIR cases per damage class run through the CLI")
-    parser.add_argument("--fuzz-per-class", type=int, default=50, help="bit-flip/truncation files per fuzz seed")
-    parser.add_argument("--fuzz-seeds", type=int, default=4)
-    parser.add_argument("--kills", type=int, default=4, help="SIGKILLs per kill run")
+    parser.add_argument("--fuzz-per-class", type=int, default=40, help="bit-flip/truncation files per fuzz seed")
+    parser.add_argument("--fuzz-seeds", type=int, default=2)
+    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per kill run")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.reliability " + " ".join(argv if argv is not None else sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
