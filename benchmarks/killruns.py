@@ -96,10 +96,10 @@ def run_kill_convert(tmp: Path, checkpoint: Path, kills: int, seed: int) -> dict
     rng = random.Random(seed)
     target = tmp / "model.nir"
     previous = write_nir(target, small_graph(seed)).read_bytes()
-    outcomes = {"previous": 0, "new": 0}
+    outcomes = {"previous": 0, "new": 0, "killed": 0}
     for _ in range(kills):
         proc = _start(_cli("convert", "--checkpoint", checkpoint, "--out", target, "--calib-samples", 64))
-        _kill_after(proc, rng.uniform(0.5, 8.0))
+        outcomes["killed"] += _kill_after(proc, rng.uniform(0.5, 8.0))
         if target.read_bytes() == previous:
             outcomes["previous"] += 1
         else:

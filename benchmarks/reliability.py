@@ -164,22 +164,23 @@ def _outcome(r: dict) -> str:
     return f"exit {r['code']}, traceback {r['traceback']}, {r['lines']} lines"
 
 
-def cli_table(cases, log=print) -> tuple[str, list[dict]]:
+def cli_table(cases, tmp_root: Path, log=print) -> tuple[str, list[dict]]:
     rows = defaultdict(list)
     for kind, label, args, out in cases:
         r = run_cli(args, out, out.parent)
         r["label"] = label
         rows[kind].append(r)
         log(f"{kind:>34} | {label:<32} | {_outcome(r)} | left={r['left']} | {r['message'][:110]}", flush=True)
-    lines = ["| class of bad input | cases | outcome (cases) | output file left behind | example error (first case) |",
+    lines = ["| class of bad input | cases | outcome (cases) | output file left behind | example error (first failing case) |",
              "|---|---|---|---|---|"]
     flat = []
     for kind, rs in rows.items():
         outcomes = Counter(_outcome(r) for r in rs)
-        example = rs[0]["message"].replace("|", "\\|")
+        first = next((r for r in rs if r["code"] != 0), rs[0])
+        example = first["message"].replace(str(tmp_root), "<tmp>").replace("|", "\\|")
         example = example if len(example) <= 240 else example[:237] + "..."
         lines.append(f"| {kind} | {len(rs)} | {'; '.join(f'{k} ({v})' for k, v in outcomes.items())} | "
-                     f"{sum(r['left'] for r in rs)} of {len(rs)} | `{example}` ({rs[0]['label']}) |")
+                     f"{sum(r['left'] for r in rs)} of {len(rs)} | `{example}` ({first['label']}) |")
         flat += [{**r, "kind": kind} for r in rs]
     return "\n".join(lines), flat
 
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
         cases = _nir_cli_cases(work, args.per_class)
         cases += _checkpoint_cases(work) + _data_cases(work) + _layer_cases(work)
         cases += _hwconfig_cases(work, model) + _flag_cases(work, model)
-        cli_md, flat = cli_table(cases)
+        cli_md, flat = cli_table(cases, work)
         fuzz_md = fuzz_table(work, args.fuzz_per_class, range(args.fuzz_seeds))
         (work / "kill").mkdir()
         train = run_kill_train(work / "kill", epochs=12, kills=args.kills, seed=0)
@@ -249,8 +250,9 @@ def main(argv=None) -> int:
         f"at epoch {train['epochs_at_kill']} after each kill, `None` = not yet written); every state file "
         "found was complete, the checkpoint never appeared early, and the resumed run's weights are "
         f"{'bit-identical' if train['identical'] else 'NOT identical'} to an uninterrupted run's.",
-        f"- `spikeport convert` over an existing .nir, {args.kills} runs killed at random points: the file was "
-        f"the previous graph {convert['previous']} times and a complete new graph {convert['new']} times; never partial.",
+        f"- `spikeport convert` over an existing .nir, {args.kills} runs with a SIGKILL due at a random point in "
+        f"0.5-8 s ({convert['killed']} killed before they finished): afterwards the file was the previous graph "
+        f"{convert['previous']} times and a complete new graph {convert['new']} times; never partial.",
         f"- A 2 s atomic write killed mid-write {mid['killed mid-write']} times: the target kept its previous "
         f"content each time; the {mid['temporaries left by killed writers']} hidden temporaries of the dead writers "
         "were removed by the next write to the same target.",
