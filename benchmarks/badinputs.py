@@ -55,7 +55,9 @@ def _edit(path: Path, edit) -> Path:
 
 
 def _replace(f: h5py.File, key: str, value) -> None:
-    del f[key]
+    """Set dataset `key` to `value`, replacing any existing one."""
+    if key in f:
+        del f[key]
     f[key] = value
 
 
@@ -100,7 +102,7 @@ def nir_cases(folder, per_class: int = 20, seed: int = 0) -> list[Case]:
     with h5py.File(good, "r") as f:
         f.visit(members.append)
     for key in members:
-        _edit(copy("missing group or dataset", key), lambda f, key=key: f.__delitem__(key) if key in f else None)
+        _edit(copy("missing group or dataset", key), lambda f, key=key: f.__delitem__(key))
     for node in ("input", "fc1", "if1", "out", "output"):
         for garbage in ("Bogus", "", "MaxPool2d", "NIRGraph", "ÿ\x7f"):
             _edit(copy("garbage node type", f"{node}: {garbage!r}"),
@@ -137,8 +139,7 @@ def nir_cases(folder, per_class: int = 20, seed: int = 0) -> list[Case]:
              "dt = 0": ("node/metadata/spikeport/dt", 0.0), "dt = NaN": ("node/metadata/spikeport/dt", np.nan),
              "unknown key": ("node/metadata/spikeport/colour", b"red")}
     for label, (key, value) in metas.items():
-        _edit(copy("extension metadata", label), lambda f, k=key, v=value: (k in f and f.__delitem__(k),
-                                                                             f.__setitem__(k, v)))
+        _edit(copy("extension metadata", label), lambda f, k=key, v=value: _replace(f, k, v))
     return cases
 
 
