@@ -57,23 +57,32 @@ def _train_cmd(tmp, state, out, epochs):
     return _cli("train", "--epochs", epochs, "--seed", 0, "--state", tmp / state, "--out", tmp / out)
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, limit: float = 120.0) -> None:
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _wait_for_new(path: Path, since: int | None, proc: subprocess.Popen, limit: float = 300.0) -> None:
+    """Wait until `proc` has (re)written `path` (so that it is training, not starting up), or has ended."""
     start = time.monotonic()
-    while not path.exists() and proc.poll() is None and time.monotonic() - start < limit:
-        time.sleep(0.05)
+    while _mtime(path) == since and proc.poll() is None and time.monotonic() - start < limit:
+        time.sleep(0.02)
 
 
 def run_kill_train(tmp: Path, epochs: int, kills: int, seed: int) -> dict:
-    """Train uninterrupted; then train with --state, killed `kills` times at random points after the first
-    epoch's state exists, and resume to the end. Returns the counts and whether the weights match."""
+    """Train uninterrupted; then train with --state, killed `kills` times at a random point 0-1.5 s after the
+    run saved its first epoch, and resume to the end. Returns the counts and whether the weights match."""
     rng = random.Random(seed)
     subprocess.run(_train_cmd(tmp, "ref.state", "ref.pt", epochs), cwd=ROOT, check=True, capture_output=True)
     reference = torch.load(tmp / "ref.pt", weights_only=True)["state_dict"]
     killed, epochs_seen = 0, []
     while True:
+        since = _mtime(tmp / "run.state")
         proc = _start(_train_cmd(tmp, "run.state", "run.pt", epochs))
         if killed < kills:
-            _wait_for(tmp / "run.state", proc)
+            _wait_for_new(tmp / "run.state", since, proc)
             if not _kill_after(proc, rng.uniform(0.0, 1.5)):
                 break
             killed += 1
@@ -96,16 +105,18 @@ def run_kill_convert(tmp: Path, checkpoint: Path, kills: int, seed: int) -> dict
     rng = random.Random(seed)
     target = tmp / "model.nir"
     previous = write_nir(target, small_graph(seed)).read_bytes()
-    outcomes = {"previous": 0, "new": 0, "killed": 0}
+    outcomes = {"killed, previous kept": 0, "killed, new complete": 0, "finished": 0}
     for _ in range(kills):
         proc = _start(_cli("convert", "--checkpoint", checkpoint, "--out", target, "--calib-samples", 64))
-        outcomes["killed"] += _kill_after(proc, rng.uniform(0.5, 8.0))
-        if target.read_bytes() == previous:
-            outcomes["previous"] += 1
+        if not _kill_after(proc, rng.uniform(0.5, 8.0)):
+            outcomes["finished"] += 1
+            _require(len(read_graph(target).nodes) > len(small_graph().nodes), "not the converted CNN")
+        elif target.read_bytes() == previous:
+            outcomes["killed, previous kept"] += 1
         else:
             _require(len(read_graph(target).nodes) > len(small_graph().nodes), "not the converted CNN")
-            outcomes["new"] += 1
-            previous = target.read_bytes()
+            outcomes["killed, new complete"] += 1
+        previous = target.read_bytes()
     return outcomes
 
 

@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fuzz-seeds", type=int, default=2)
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per kill run")
     args = parser.parse_args(argv)
-    command = "python -m benchmarks.reliability " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["python -m benchmarks.reliability", *(argv if argv is not None else sys.argv[1:])])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = work / "nir" / "good.nir"
@@ -246,16 +246,18 @@ def main(argv=None) -> int:
         "(no answer after 60 s). `read_graph` now parses in a forked child with a time limit (30 s + 1 s/MB) "
         "and first walks every dataset's declared size, which reports that file's damaged heap at once.",
         "## Kill runs (SIGKILL at random points)",
-        f"- `spikeport train --state S --out C` (digits CNN, 12 epochs): killed {train['kills']} times (state file "
-        f"at epoch {train['epochs_at_kill']} after each kill, `None` = not yet written); every state file "
+        f"- `spikeport train --state S --out C` (digits CNN, 12 epochs), each run killed 0-1.5 s after it saved "
+        f"its first epoch: killed {train['kills']} times (state file at epoch {train['epochs_at_kill']} after "
+        "each kill); every state file "
         "found was complete, the checkpoint never appeared early, and the resumed run's weights are "
         f"{'bit-identical' if train['identical'] else 'NOT identical'} to an uninterrupted run's.",
         f"- `spikeport convert` over an existing .nir, {args.kills} runs with a SIGKILL due at a random point in "
-        f"0.5-8 s ({convert['killed']} killed before they finished): afterwards the file was the previous graph "
-        f"{convert['previous']} times and a complete new graph {convert['new']} times; never partial.",
+        f"0.5-8 s: {convert['killed, previous kept']} killed runs left the previous graph, "
+        f"{convert['killed, new complete']} were killed after their complete new graph was in place, "
+        f"{convert['finished']} finished first (complete new graph); never a partial file.",
         f"- A 2 s atomic write killed mid-write {mid['killed mid-write']} times: the target kept its previous "
-        f"content each time; the {mid['temporaries left by killed writers']} hidden temporaries of the dead writers "
-        "were removed by the next write to the same target.",
+        "content each time; a dead writer's hidden temporary is removed by the next write to the same target "
+        f"({mid['temporaries left by killed writers']} left after the last kill, then removed).",
         "## Regenerate",
         "```\n.venv/bin/python -m benchmarks.reliability            # this page (about 10 min on 2 cores)\n"
         ".venv/bin/python -m pytest -q tests/test_validation.py tests/test_fuzz_nir.py tests/test_invariants.py "
