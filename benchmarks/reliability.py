@@ -25,6 +25,7 @@ from pipeline.train import save_checkpoint
 
 DOC = ROOT / "docs" / "reliability.md"
 TIMEOUT = 300.0
+TRAIN_EPOCHS = 40  # digits CNN epochs of the kill run: long enough for several kills 0-1 s apart
 
 BAD_MODELS = '''
 from torch import nn
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
         cli_md, flat = cli_table(cases, work)
         fuzz_md = fuzz_table(work, args.fuzz_per_class, range(args.fuzz_seeds))
         (work / "kill").mkdir()
-        train = run_kill_train(work / "kill", epochs=12, kills=args.kills, seed=0)
+        train = run_kill_train(work / "kill", epochs=TRAIN_EPOCHS, kills=args.kills, seed=0)
         convert = run_kill_convert(work / "kill", work / "good.pt", kills=args.kills, seed=0)
         mid = run_kill_midwrite(work / "kill", kills=args.kills, seed=0)
     fine = ("one-line error, exit 2", "argparse usage + error, exit 2", "valid input, exit 0")
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
         "(no answer after 60 s). `read_graph` now parses in a forked child with a time limit (30 s + 1 s/MB) "
         "and first walks every dataset's declared size, which reports that file's damaged heap at once.",
         "## Kill runs (SIGKILL at random points)",
-        f"- `spikeport train --state S --out C` (digits CNN, 12 epochs), each run killed 0-1.5 s after it saved "
+        f"- `spikeport train --state S --out C` (digits CNN, {TRAIN_EPOCHS} epochs), each run killed 0-1 s after it saved "
         f"its first epoch: killed {train['kills']} times (state file at epoch {train['epochs_at_kill']} after "
         "each kill); every state file "
         "found was complete, the checkpoint never appeared early, and the resumed run's weights are "

@@ -20,7 +20,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_killed_training_resumes_bit_identical(tmp_path):
-    result = run_kill_train(tmp_path, epochs=4, kills=1, seed=0)
+    result = run_kill_train(tmp_path, epochs=10, kills=1, seed=0)
     assert result["kills"] >= 1 and result["identical"], result
 
 
@@ -36,7 +36,7 @@ def test_killed_convert_leaves_the_previous_or_a_complete_file(tmp_path, checkpo
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_killed_training_many_times(tmp_path, seed):
-    result = run_kill_train(tmp_path, epochs=15, kills=6, seed=seed)
+    result = run_kill_train(tmp_path, epochs=40, kills=6, seed=seed)
     assert result["kills"] >= 3 and result["identical"], result
 
 
