@@ -108,7 +108,7 @@ def run_kill_convert(tmp: Path, checkpoint: Path, kills: int, seed: int) -> dict
     outcomes = {"killed, previous kept": 0, "killed, new complete": 0, "finished": 0}
     for _ in range(kills):
         proc = _start(_cli("convert", "--checkpoint", checkpoint, "--out", target, "--calib-samples", 64))
-        if not _kill_after(proc, rng.uniform(0.5, 8.0)):
+        if not _kill_after(proc, rng.uniform(0.3, 3.0)):
             outcomes["finished"] += 1
             _require(len(read_graph(target).nodes) > len(small_graph().nodes), "not the converted CNN")
         elif target.read_bytes() == previous:

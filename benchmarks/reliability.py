@@ -221,7 +221,7 @@ def main(argv=None) -> int:
         fuzz_md = fuzz_table(work, args.fuzz_per_class, range(args.fuzz_seeds))
         (work / "kill").mkdir()
         train = run_kill_train(work / "kill", epochs=TRAIN_EPOCHS, kills=args.kills, seed=0)
-        convert = run_kill_convert(work / "kill", work / "good.pt", kills=args.kills, seed=0)
+        convert = run_kill_convert(work / "kill", work / "good.pt", kills=2 * args.kills, seed=0)
         mid = run_kill_midwrite(work / "kill", kills=args.kills, seed=0)
     fine = ("one-line error, exit 2", "argparse usage + error, exit 2", "valid input, exit 0")
     bad = [r for r in flat if _outcome(r) not in fine or r["left"]]
@@ -252,15 +252,15 @@ def main(argv=None) -> int:
         "each kill); every state file "
         "found was complete, the checkpoint never appeared early, and the resumed run's weights are "
         f"{'bit-identical' if train['identical'] else 'NOT identical'} to an uninterrupted run's.",
-        f"- `spikeport convert` over an existing .nir, {args.kills} runs with a SIGKILL due at a random point in "
-        f"0.5-8 s: {convert['killed, previous kept']} killed runs left the previous graph, "
+        f"- `spikeport convert` over an existing .nir, {2 * args.kills} runs with a SIGKILL due at a random point in "
+        f"0.3-3 s: {convert['killed, previous kept']} killed runs left the previous graph, "
         f"{convert['killed, new complete']} were killed after their complete new graph was in place, "
         f"{convert['finished']} finished first (complete new graph); never a partial file.",
         f"- A 2 s atomic write killed mid-write {mid['killed mid-write']} times: the target kept its previous "
         "content each time; a dead writer's hidden temporary is removed by the next write to the same target "
         f"({mid['temporaries left by killed writers']} left after the last kill, then removed).",
         "## Regenerate",
-        "```\n.venv/bin/python -m benchmarks.reliability            # this page (about 10 min on 2 cores)\n"
+        "```\n.venv/bin/python -m benchmarks.reliability            # this page (about 4 min on an idle 2-core machine)\n"
         ".venv/bin/python -m pytest -q tests/test_validation.py tests/test_fuzz_nir.py tests/test_invariants.py "
         "tests/test_kill.py tests/test_reproducibility.py            # fast subset\n"
         ".venv/bin/python -m pytest -q --run-slow tests/test_fuzz_nir.py tests/test_kill.py  # long fuzz and kill runs\n```",
