@@ -71,9 +71,9 @@ def _wait_for_new(path: Path, since: int | None, proc: subprocess.Popen, limit: 
         time.sleep(0.02)
 
 
-def run_kill_train(tmp: Path, epochs: int, kills: int, seed: int) -> dict:
-    """Train uninterrupted; then train with --state, killed `kills` times at a random point 0-1 s after the
-    run saved its first epoch, and resume to the end. Returns the counts and whether the weights match."""
+def run_kill_train(tmp: Path, epochs: int, kills: int, seed: int, window: float = 1.0) -> dict:
+    """Train uninterrupted; then train with --state, killed `kills` times at a random point 0-`window` s after
+    the run saved its first epoch, and resume to the end. Returns the counts and whether the weights match."""
     rng = random.Random(seed)
     subprocess.run(_train_cmd(tmp, "ref.state", "ref.pt", epochs), cwd=ROOT, check=True, capture_output=True)
     reference = torch.load(tmp / "ref.pt", weights_only=True)["state_dict"]
@@ -83,7 +83,7 @@ def run_kill_train(tmp: Path, epochs: int, kills: int, seed: int) -> dict:
         proc = _start(_train_cmd(tmp, "run.state", "run.pt", epochs))
         if killed < kills:
             _wait_for_new(tmp / "run.state", since, proc)
-            if not _kill_after(proc, rng.uniform(0.0, 1.0)):
+            if not _kill_after(proc, rng.uniform(0.0, window)):
                 break
             killed += 1
             state = _complete_checkpoint(tmp / "run.state")  # complete or absent, never partial

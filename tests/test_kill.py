@@ -36,7 +36,7 @@ def test_killed_convert_leaves_the_previous_or_a_complete_file(tmp_path, checkpo
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_killed_training_many_times(tmp_path, seed):
-    result = run_kill_train(tmp_path, epochs=40, kills=6, seed=seed)
+    result = run_kill_train(tmp_path, epochs=60, kills=6, seed=seed, window=0.4)
     assert result["kills"] >= 3 and result["identical"], result
 
 
