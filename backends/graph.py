@@ -1,7 +1,7 @@
 """Structural checks and traversal of a NIR graph: node order, predecessors, shapes along edges.
 
-Backends call `analyse` before running; it rejects unknown node types, cycles and shape mismatches
-with a message naming the node.
+Backends call `analyse` before running; it rejects unknown node types, dangling edges, cycles, shape
+mismatches, non-finite parameters and non-positive thresholds/time constants with a message naming the node.
 """
 from __future__ import annotations
 
@@ -23,8 +23,55 @@ KNOWN_TYPES = (
 WEIGHTED_TYPES = (nir.Affine, nir.Linear, nir.Conv2d)
 
 
+# Numeric parameters a node may carry; all must be finite, and those in _POSITIVE strictly positive.
+_PARAMETERS = ("weight", "bias", "r", "v_threshold", "v_reset", "v_leak", "tau", "tau_mem", "tau_syn", "w_in",
+               "scale")
+_POSITIVE = {"v_threshold": "threshold", "tau": "time constant", "tau_mem": "time constant",
+             "tau_syn": "time constant"}
+_FIX = "fix the tool that wrote the graph, or re-export it with `spikeport convert`"
+
+
 class GraphError(ValueError):
     """A NIR graph is malformed; the message names the node or edge."""
+
+
+def check_parameters(name: str, node: nir.NIRNode) -> None:
+    """Reject a node whose parameters are not numeric, not finite, inconsistent in shape, or (thresholds,
+    time constants) not > 0, naming the node, the parameter and the fix."""
+    kind = type(node).__name__
+    for attr in _PARAMETERS:
+        if not hasattr(node, attr) or getattr(node, attr) is None:
+            continue
+        raw = np.asarray(getattr(node, attr))
+        if raw.dtype.kind not in "biuf":
+            raise GraphError(f"node {name!r} ({kind}): parameter {attr} is not real-valued ({raw.dtype}); {_FIX}")
+        value = raw.astype(np.float64)
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            raise GraphError(f"node {name!r} ({kind}): parameter {attr} has {bad} non-finite (NaN/Inf) value(s); "
+                             f"{_FIX} from a model with finite weights")
+        if attr in _POSITIVE and np.any(value <= 0):
+            raise GraphError(f"node {name!r} ({kind}): every {_POSITIVE[attr]} ({attr}) must be > 0, found "
+                             f"{float(value.min()):g}; {_FIX}")
+    if isinstance(node, NEURON_TYPES):
+        own = node_shape(node)
+        for attr in ("r", "v_threshold", "v_reset", "v_leak", "tau", "tau_mem", "tau_syn"):
+            shape = np.shape(getattr(node, attr, None))
+            if getattr(node, attr, None) is not None and shape not in (own, ()):
+                raise GraphError(f"node {name!r} ({kind}): parameter {attr} has shape {shape}, the node has {own}; "
+                                 f"{_FIX}")
+    if isinstance(node, (nir.Affine, nir.Linear)) and np.ndim(node.weight) != 2:
+        raise GraphError(f"node {name!r} ({kind}): weight must be 2-D (out, in), has shape {np.shape(node.weight)}")
+    if isinstance(node, nir.Affine) and np.shape(node.bias) not in ((np.shape(node.weight)[0],), ()):
+        raise GraphError(f"node {name!r} (Affine): bias has shape {np.shape(node.bias)}, weight has "
+                         f"{np.shape(node.weight)[0]} outputs; {_FIX}")
+    if isinstance(node, nir.Conv2d):
+        if np.ndim(node.weight) != 4:
+            raise GraphError(f"node {name!r} (Conv2d): weight must be 4-D (out, in, kh, kw), has shape "
+                             f"{np.shape(node.weight)}")
+        if np.shape(node.bias) not in ((np.shape(node.weight)[0],), ()):
+            raise GraphError(f"node {name!r} (Conv2d): bias has shape {np.shape(node.bias)}, weight has "
+                             f"{np.shape(node.weight)[0]} output channels; {_FIX}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +178,12 @@ def _output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
 def _set_types(name: str, node: nir.NIRNode, in_types: list, preds: tuple[str, ...]) -> None:
     """Infer and store `node`'s input/output types, or raise a GraphError naming it."""
     if isinstance(node, nir.Input):
-        shape = tuple(int(d) for d in np.atleast_1d(node.input_type["input"]))
+        declared = np.atleast_1d(np.asarray(node.input_type.get("input", ())))
+        if declared.ndim != 1 or declared.dtype.kind not in "iu":
+            raise GraphError(f"Input node {name!r} declares shape {declared.tolist()!r}, not a list of integers; {_FIX}")
+        shape = tuple(int(d) for d in declared)
+        if not shape or min(shape) < 1:
+            raise GraphError(f"Input node {name!r} declares shape {shape}; every dimension must be >= 1")
         node.output_type = {"output": np.array(shape)}
         return
     shapes = {tuple(int(d) for d in np.atleast_1d(t)) for t in in_types}
@@ -141,7 +193,8 @@ def _set_types(name: str, node: nir.NIRNode, in_types: list, preds: tuple[str, .
     try:
         out = _output_shape(node, shape)
     except GraphError as err:
-        raise GraphError(f"node {name!r} ({type(node).__name__}) {err} from {list(preds)}") from None
+        raise GraphError(f"node {name!r} ({type(node).__name__}) {err} from {list(preds)}; the layer sizes "
+                         f"do not chain: {_FIX}") from None
     node.input_type = {"input": np.array(shape)}
     node.output_type = {"output": np.array(out)}
 
@@ -154,7 +207,8 @@ def analyse(graph: nir.NIRGraph, supported: tuple[type, ...] = KNOWN_TYPES) -> G
     for a, b in graph.edges:
         for end in (a, b):
             if end not in names:
-                raise GraphError(f"edge ({a!r} -> {b!r}) names node {end!r}, which is not in the graph")
+                raise GraphError(f"edge ({a!r} -> {b!r}) names node {end!r}, which is not in the graph; "
+                                 f"{_FIX}")
     for name, node in graph.nodes.items():
         if isinstance(node, nir.NIRGraph):
             raise GraphError(f"node {name!r} is a nested NIRGraph; flatten subgraphs before running")
@@ -164,6 +218,7 @@ def analyse(graph: nir.NIRGraph, supported: tuple[type, ...] = KNOWN_TYPES) -> G
                 f"node {name!r} has type {type(node).__name__}, which this backend cannot run "
                 f"(supported: {allowed})"
             )
+        check_parameters(name, node)
         if isinstance(node, NEURON_TYPES):
             neuron_semantics(name, node)
     order = _toposort(list(graph.nodes), graph.edges)
@@ -179,7 +234,13 @@ def analyse(graph: nir.NIRGraph, supported: tuple[type, ...] = KNOWN_TYPES) -> G
         if n != inputs[0] and not preds[n]:
             raise GraphError(f"node {n!r} has no incoming edge (only the Input node may)")
     for n in order:
-        _set_types(n, graph.nodes[n], [graph.nodes[p].output_type["output"] for p in preds[n]], preds[n])
+        try:
+            _set_types(n, graph.nodes[n], [graph.nodes[p].output_type["output"] for p in preds[n]], preds[n])
+        except GraphError:
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError) as err:
+            raise GraphError(f"node {n!r} ({type(graph.nodes[n]).__name__}) has malformed attributes "
+                             f"({type(err).__name__}: {err}); {_FIX}") from None
     try:
         dt = graph_info(graph)["dt"]
     except ExtensionError as err:

@@ -58,16 +58,23 @@ def node_shape(node: nir.NIRNode) -> tuple[int, ...]:
     raise ExtensionError(f"{type(node).__name__} is not a neuron node")
 
 
-def _check_version(where: str, meta: dict) -> None:
+def _check_version(where: str, meta) -> None:
+    if not isinstance(meta, dict):
+        raise ExtensionError(f"{where}: metadata['{KEY}'] is a {type(meta).__name__}, not a group of keys "
+                             "(docs/nir-extensions.md); re-export the graph")
     version = meta.get("version")
     if version is None:
         raise ExtensionError(f"{where}: metadata['{KEY}'] has no 'version'")
-    if int(version) > VERSION:
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise ExtensionError(f"{where}: invalid NIR extension version {version!r}") from None
+    if version > VERSION:
         raise ExtensionError(
-            f"{where}: NIR extension version {int(version)} is newer than this spikeport "
+            f"{where}: NIR extension version {version} is newer than this spikeport "
             f"understands ({VERSION}); upgrade spikeport to read this file"
         )
-    if int(version) < 1:
+    if version < 1:
         raise ExtensionError(f"{where}: invalid NIR extension version {version!r}")
 
 
@@ -91,10 +98,15 @@ def neuron_semantics(name: str, node: nir.NIRNode) -> NeuronSemantics:
                              f"not {type(node).__name__}")
     v_init = meta.get("v_init")
     if v_init is not None:
-        v_init = np.asarray(v_init, dtype=np.float64)
+        try:
+            v_init = np.asarray(v_init, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ExtensionError(f"{where}: v_init is not numeric; re-export the graph") from None
         shape = node_shape(node)
         if v_init.shape != shape:
             raise ExtensionError(f"{where}: v_init has shape {v_init.shape}, node has {shape}")
+        if not np.all(np.isfinite(v_init)):
+            raise ExtensionError(f"{where}: v_init has non-finite (NaN/Inf) values; re-export the graph")
     return NeuronSemantics(reset=reset, v_init=v_init)
 
 
@@ -138,8 +150,10 @@ def neuron_metadata(reset: str = "subtract", v_init: np.ndarray | None = None) -
 
 def graph_info(graph: nir.NIRGraph) -> dict:
     """Checked graph-level extension metadata, with defaults filled in."""
-    meta = dict((graph.metadata or {}).get(KEY, {}))
-    if meta:
+    meta = (graph.metadata or {}).get(KEY)
+    if meta is None or (isinstance(meta, dict) and not meta):
+        meta = {}
+    else:
         _check_version("graph", meta)
         unknown = set(meta) - _GRAPH_KEYS - _fixed_allowed(meta)
         if unknown:
@@ -147,7 +161,13 @@ def graph_info(graph: nir.NIRGraph) -> dict:
     encoding = str(meta.get("encoding", "direct"))
     if encoding != "direct":
         raise ExtensionError(f"graph: encoding {encoding!r} is not supported (only 'direct')")
-    return {"dt": float(meta.get("dt", 1e-3)), "method": str(meta.get("method", "")), "encoding": encoding}
+    try:
+        dt = float(meta.get("dt", 1e-3))
+    except (TypeError, ValueError):
+        raise ExtensionError(f"graph: time step dt must be a number, got {meta.get('dt')!r}") from None
+    if not np.isfinite(dt) or dt <= 0:
+        raise ExtensionError(f"graph: time step dt must be finite and > 0, got {dt!r}")
+    return {"dt": dt, "method": str(meta.get("method", "")), "encoding": encoding}
 
 
 def graph_metadata(method: str, source: str = "", dt: float | None = None) -> dict:

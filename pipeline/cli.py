@@ -29,7 +29,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _positive(value: str) -> int:
-    n = int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return n
@@ -206,6 +209,7 @@ def cmd_convert(args) -> int:
 def cmd_simulate(args) -> int:
     from pipeline.atomic import write_json
     from pipeline.nirio import read_graph
+    from pipeline.provenance import provenance
     graph = read_graph(args.model_nir)
     _, x, y = _test_data(args)
     backend = backends.get(args.backend)
@@ -220,7 +224,7 @@ def cmd_simulate(args) -> int:
         print(f"{run.backend} T={T}: accuracy {100 * rows[-1]['accuracy']:.2f}% on {len(x)} samples, "
               f"{run.spikes_per_sample:.0f} spikes/sample, {run.seconds:.2f} s")
     if args.json:
-        write_json(args.json, {"model": str(args.model_nir), "runs": rows})
+        write_json(args.json, {"model": str(args.model_nir), "runs": rows, "environment": provenance(args.seed)})
     return 0
 
 

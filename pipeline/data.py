@@ -79,7 +79,10 @@ def load_dataset(name: str = "digits", data_root: str | Path | None = None, seed
         raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
     if data_root is None:
         raise DataError(f"dataset {name!r} is read from disk: --data-root is required")
-    return loaders[name](Path(data_root).expanduser())
+    root = Path(data_root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"--data-root {root} is a file, not a folder; pass the folder that holds the {name} files")
+    return loaders[name](root)
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,

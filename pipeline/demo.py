@@ -17,7 +17,8 @@ from pipeline.energy import energy_report
 from pipeline.hwconfig import load_hwconfig
 from pipeline.models import build_model
 from pipeline.nirio import read_graph
-from pipeline.report import RUN_COLUMNS, accuracy_plot, energy_plot, environment, markdown_table
+from pipeline.provenance import provenance
+from pipeline.report import RUN_COLUMNS, accuracy_plot, energy_plot, markdown_table
 from pipeline.train import TrainConfig, evaluate, save_checkpoint, seed_everything, train_ann
 
 
@@ -92,7 +93,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "ann": {"accuracy": ann_acc, "epochs": cfg.epochs},
         "runs": runs,
         "energy": {"hwconfig": hw.name, **energy.to_dict(), "T": cfg.energy_T},
-        "environment": environment(cfg.seed),
+        "environment": provenance(cfg.seed),
     }
     accuracy_plot(out / "accuracy_vs_T.png", runs, ann_acc, f"digits-cnn, {cfg.method}")
     energy_plot(out / "energy_per_layer.png", energy.to_dict()["layers"], f"energy per inference, {hw.name}, T={cfg.energy_T}")

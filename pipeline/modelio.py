@@ -38,7 +38,13 @@ def load_model(checkpoint, model_spec: str | None = None) -> tuple[torch.nn.Modu
         state = _state_dict_file(path)
     else:
         state = load_checkpoint(path)
-        model = build_model(state["model"], state["input_shape"], state["num_classes"], **state.get("options", {}))
+        try:
+            model = build_model(state["model"], state["input_shape"], state["num_classes"], **state.get("options", {}))
+        except (KeyError, ValueError, TypeError) as err:
+            raise SpikeportError(f"checkpoint {path} does not describe a model spikeport can build "
+                                 f"({type(err).__name__}: {err}); write it with `spikeport train`, or pass "
+                                 "--model package.module:factory") from None
+    _check_finite(path, state["state_dict"])
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as err:
@@ -46,6 +52,17 @@ def load_model(checkpoint, model_spec: str | None = None) -> tuple[torch.nn.Modu
         raise SpikeportError(f"checkpoint {path} does not fit the model's architecture: "
                              f"{' '.join(s.strip() for s in summary)[:300]}") from None
     return model.eval(), state
+
+
+def _check_finite(path: Path, state_dict) -> None:
+    """Name the first tensor with NaN/Inf values (a diverged training run), before conversion spreads them."""
+    if not isinstance(state_dict, dict):
+        raise SpikeportError(f"checkpoint {path}: 'state_dict' is a {type(state_dict).__name__}, not a dict of tensors")
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise SpikeportError(f"checkpoint {path}: tensor {key!r} has {bad} NaN/Inf value(s); the training "
+                                 "diverged or the file is damaged - retrain (e.g. with a lower --lr)")
 
 
 def _read(path: Path):

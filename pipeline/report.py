@@ -4,8 +4,6 @@ Plots are written with matplotlib's Agg backend; every file goes through `pipeli
 """
 from __future__ import annotations
 
-import platform
-from importlib import metadata
 from pathlib import Path
 
 import matplotlib
@@ -14,20 +12,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.atomic import write_with  # noqa: E402
-
-LIBRARIES = ("spikeport", "torch", "numpy", "nir", "lava-nc", "lava-dl", "norse", "h5py", "scikit-learn")
-
-
-def environment(seed: int) -> dict:
-    """Seed, Python and library versions, recorded in every results.json."""
-    versions = {}
-    for lib in LIBRARIES:
-        try:
-            versions[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            versions[lib] = None
-    return {"seed": seed, "python": platform.python_version(), "machine": platform.machine(), "libraries": versions}
-
 
 def accuracy_plot(path, runs: list[dict], ann_accuracy: float, title: str) -> Path:
     """Accuracy vs T, one line per (backend, method), the ANN as a dashed line."""

@@ -15,7 +15,8 @@ from pipeline.atomic import write_json, write_nir, write_text
 from pipeline.convert import convert, get_method, prepare
 from pipeline.energy import energy_report
 from pipeline.hwconfig import load_hwconfig
-from pipeline.report import accuracy_plot, environment, markdown_table
+from pipeline.provenance import provenance
+from pipeline.report import accuracy_plot, markdown_table
 from pipeline.train import evaluate
 
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -84,7 +85,7 @@ def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
                 energy[v.label] = energy_report(g, run, hw, T).to_dict()
     results = {"ann": {"accuracy": ann_acc}, "samples": n, "methods": models, "runs": rows,
                "energy": {"hwconfig": hw.name, "T": nir_T, "per_method": energy},
-               "T_values": list(cfg.T_values), "environment": environment(cfg.seed)}
+               "T_values": list(cfg.T_values), "environment": provenance(cfg.seed)}
     accuracy_plot(out / "accuracy_vs_T.png", rows, ann_acc, "accuracy vs T per method (reference backend)")
     write_json(out / "results.json", results)
     write_text(out / "report.md", sweep_markdown(results))
