@@ -70,8 +70,7 @@ def if_step_into(v: torch.Tensor, x: torch.Tensor, p: IFParams, out: torch.Tenso
     """
     v.add_(x if unit_r else p.r * x)
     if p.subtract:
-        fired = torch.ge(v, p.v_threshold)
-        out.copy_(fired)
+        torch.ge(v, p.v_threshold, out=out)   # 1.0 / 0.0 written straight into the float spike tensor
         return v.addcmul_(out, p.v_threshold, value=-1)
     fired = torch.gt(v, p.v_threshold)
     out.copy_(fired)

@@ -27,15 +27,19 @@ from pipeline.report import markdown_table
 COMMAND = ".venv/bin/python -m benchmarks.speed_reference"
 
 
-def _median_time(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):  # the first calls are slow (oneDNN primitive creation, allocator)
-        fn()
-    times = []
+def _interleaved_medians(fns: dict, repeats: int, warmup: int = 2) -> dict:
+    """Median seconds of each callable, timed in rounds that run every callable once, so that a slow phase of
+    the machine hits all of them alike (the first calls are slow: oneDNN primitive creation, allocator)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def norse_runnable(graph: nir.NIRGraph) -> nir.NIRGraph:
@@ -54,22 +58,27 @@ def norse_runnable(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 
 def measure(label: str, model: torch.nn.Module, graph, x: torch.Tensor, T: int, repeats: int) -> dict:
-    ref = backends.get("reference")
+    ref, norse = backends.get("reference"), backends.get("norse")
     xn = x.numpy()
-    with torch.no_grad():
-        ann = _median_time(lambda: model(x), max(repeats, 20), warmup=10)
-    row = {"workload": label, "batch": len(x), "T": T, "ANN forward (s)": f"{ann:.4f}"}
-    runs = {}
-    for mode in ("step", "layer"):
-        seconds = _median_time(lambda: runs.__setitem__(mode, ref.run(graph, xn, T, batch_size=len(x), mode=mode)),
-                               repeats)
-        row[f"{mode} (s)"] = f"{seconds:.2f}"
-        row[f"{mode} / (T x ANN)"] = f"{seconds / (T * ann):.3f}"
     norse_graph = norse_runnable(graph)
-    seconds = _median_time(lambda: runs.__setitem__("norse", backends.get("norse").run(
-        norse_graph, xn, T, batch_size=len(x), approximate=True)), repeats)
-    row["Norse (s)"] = f"{seconds:.2f}"
-    row["Norse / layer"] = f"{seconds / float(row['layer (s)']):.2f}"
+    runs = {}
+
+    def ann_floor():
+        with torch.no_grad():
+            for _ in range(T):
+                model(x)
+    fns = {"ann": ann_floor,
+           "step": lambda: runs.__setitem__("step", ref.run(graph, xn, T, batch_size=len(x), mode="step")),
+           "layer": lambda: runs.__setitem__("layer", ref.run(graph, xn, T, batch_size=len(x), mode="layer")),
+           "norse": lambda: runs.__setitem__("norse", norse.run(norse_graph, xn, T, batch_size=len(x),
+                                                                  approximate=True))}
+    t = _interleaved_medians(fns, repeats)
+    row = {"workload": label, "batch": len(x), "T": T, "T x ANN forward (s)": f"{t['ann']:.4f}"}
+    for mode in ("step", "layer"):
+        row[f"{mode} (s)"] = f"{t[mode]:.4f}"
+        row[f"{mode} / (T x ANN)"] = f"{t[mode] / t['ann']:.3f}"
+    row["Norse (s)"] = f"{t['norse']:.4f}"
+    row["Norse / layer"] = f"{t['norse'] / t['layer']:.2f}"
     same = (runs["step"].outputs == runs["layer"].outputs).all() and all(
         (runs["step"].spike_counts[k] == runs["layer"].spike_counts[k]).all() for k in runs["step"].spike_counts)
     row["step == layer"] = "yes" if same else "NO"
@@ -79,7 +88,7 @@ def measure(label: str, model: torch.nn.Module, graph, x: torch.Tensor, T: int, 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--T", type=int, default=32)
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -101,8 +110,8 @@ def main(argv=None) -> None:
         "",
         f"Command: `{COMMAND}`  ",
         f"Machine: {machine()}, torch {torch.__version__}, torch.set_num_threads(2)  ",
-        f"Each time is the median of {args.repeats} runs after one warm-up (ANN: of max(repeats, 20) after 10 warm-up"
-        " calls; its first calls are several times slower), all in one run.",
+        f"Each time is the median of {args.repeats} rounds after two warm-up calls; a round runs T ANN forwards, the",
+        "reference in both modes and Norse once each, so a slow phase of the (shared, noisy) machine hits all alike.",
         "",
         "The floor for a time-stepped SNN on dense hardware is T x the ANN forward on the same batch; the",
         "ratio columns are simulator time / (T x ANN forward). Models are untrained (timing of dense compute does",
