@@ -70,7 +70,7 @@ def _plot(by_t: list[dict], by_batch: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from pipeline.report import _save
+    from pipeline.report import save_figure
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, rows, key, fixed in ((axes[0], by_t, "T", f"batch {FIXED_BATCH}"), (axes[1], by_batch, "batch",
                                                                                   f"T={FIXED_T}")):
@@ -88,7 +88,7 @@ def _plot(by_t: list[dict], by_batch: list[dict]) -> None:
         ax2.set_ylabel("peak memory rise (MB)", color="C1")
         ax2.set_ylim(bottom=0)
     fig.tight_layout()
-    _save(fig, PLOT)
+    save_figure(fig, PLOT)
 
 
 def main(argv=None) -> None:

@@ -9,19 +9,15 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib
+import nir
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import nir  # noqa: E402
-import numpy as np  # noqa: E402
-
-import backends  # noqa: E402
-from backends.graph import analyse  # noqa: E402
-from backends.nirext import NEURON_TYPES  # noqa: E402
-from pipeline.atomic import write_json, write_with  # noqa: E402
-from pipeline.nirimport import IMPORTED  # noqa: E402
-from pipeline.report import markdown_table  # noqa: E402
+import backends
+from backends.graph import analyse
+from backends.nirext import NEURON_TYPES
+from pipeline.atomic import write_json
+from pipeline.nirimport import IMPORTED
+from pipeline.report import markdown_table, plt, save_figure
 
 REFERENCE = "reference"
 
@@ -138,11 +134,7 @@ def layer_plot(path, result: dict) -> Path:
                  fontsize=10)
     if rows:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        return write_with(path, lambda p: fig.savefig(p, format="png", dpi=120))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def write_outputs(result: dict, out: Path) -> tuple[Path, Path]:

@@ -29,7 +29,7 @@ def accuracy_plot(path, runs: list[dict], ann_accuracy: float, title: str) -> Pa
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def energy_plot(path, layers: list[dict], title: str) -> Path:
@@ -64,10 +64,11 @@ def energy_plot(path, layers: list[dict], title: str) -> Path:
     ax.set_ylabel("energy per inference (µJ)")
     ax.set_title(f"{title}\nleft bar ANN, right (hatched) bar SNN")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
+    """Lay out `fig`, write it as PNG atomically, close it."""
     fig.tight_layout()
     try:
         return write_with(path, lambda p: fig.savefig(p, format="png", dpi=120))

@@ -61,6 +61,18 @@ def evaluate(net: SpikingNet, x: torch.Tensor, y: torch.Tensor, batch_size: int 
     return {branch: n / max(len(x), 1) for branch, n in correct.items()}
 
 
+def train_on(net: SpikingNet, dataset, epochs: int, *, seed: int, device: str, progress: bool, batch_size: int,
+             lr: float, weight_decay: float = 0.0, state_path=None, train_slice: slice | None = None):
+    """`fit` `net` on `dataset`'s training split (or `train_slice` of it), testing on its test split; the net
+    comes back on the CPU in eval mode with its per-epoch `history`."""
+    cut = train_slice or slice(None)
+    cfg = SpikingConfig(epochs=int(epochs), batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                        device=device)
+    net.history = fit(net, dataset.train_x[cut], dataset.train_y[cut], dataset.test_x, dataset.test_y, cfg,
+                      progress=progress, state_path=state_path)
+    return net.cpu().eval()
+
+
 def fit(net: SpikingNet, train_x, train_y, test_x, test_y, cfg: SpikingConfig, *, progress: bool = True,
         state_path=None) -> list[dict]:
     """Train `net` by its loss; returns per epoch the mean loss, the training seconds (evaluation excluded) and
@@ -113,7 +125,7 @@ def fit(net: SpikingNet, train_x, train_y, test_x, test_y, cfg: SpikingConfig, *
 
 def branch_plot(path, history: list[dict], title: str) -> Path:
     """Validation accuracy per epoch of the ANN and SNN branches (the SNN2ANN paper's Fig. 11-12 view)."""
-    from pipeline.report import _save, plt
+    from pipeline.report import plt, save_figure
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [row["epoch"] for row in history]
     for branch, style in (("ann", "o-"), ("snn", "s--")):
@@ -125,4 +137,4 @@ def branch_plot(path, history: list[dict], title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -22,7 +22,7 @@ from torch import nn
 from pipeline.convert import Method, register
 from pipeline.errors import SpikeportError
 from pipeline.hybrid import chain_blocks, export_blocks, require, run_ann, run_snn
-from pipeline.spiking_train import SpikingConfig, SpikingNet, fit
+from pipeline.spiking_train import SpikingNet, train_on
 from pipeline.surrogate import Neuron
 from pipeline.train import seed_everything
 
@@ -151,12 +151,8 @@ def train(ann: nn.Module, dataset, epochs: int, *, seed: int = 0, device: str = 
     neuron = Neuron("lif", v_threshold=v_threshold, decay=decay)
     net = JointASNN(chain_blocks(ann, dataset.input_shape), T, dataset.num_classes, wft=wft, distill=distill,
                     neuron=neuron)
-    cut = train_slice or slice(None)
-    cfg = SpikingConfig(epochs=int(epochs), batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                        device=device)
-    net.history = fit(net, dataset.train_x[cut], dataset.train_y[cut], dataset.test_x, dataset.test_y, cfg,
-                      progress=progress, state_path=state_path)
-    return net.cpu().eval()
+    return train_on(net, dataset, epochs, seed=seed, device=device, progress=progress, batch_size=batch_size, lr=lr,
+                    weight_decay=weight_decay, state_path=state_path, train_slice=train_slice)
 
 
 def convert(model: nn.Module, input_shape, calib_x=None, *, source: str = "", **_):

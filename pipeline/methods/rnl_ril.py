@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 import backends
 from backends.graph import WEIGHTED_TYPES, analyse
 from pipeline.activations import SpikingActivation, replace_relus
-from pipeline.atomic import write_with
 from pipeline.convert import Method, register
 from pipeline.errors import ConversionError
 from pipeline.normalize import PASSTHROUGH, normalize
@@ -417,10 +416,7 @@ def plot_k_curve(path, curves: dict[str, np.ndarray], title: str = "K curve (Eq.
                  bounds: dict[str, float] | None = None):
     """K(t) per layer against t (log y); `bounds` (node -> Omega) adds the 2 Omega / t curves of Theorem 2.
     Written atomically (PNG)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from pipeline.report import plt, save_figure
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, k in curves.items():
         t = np.arange(1, len(k) + 1)
@@ -433,11 +429,7 @@ def plot_k_curve(path, curves: dict[str, np.ndarray], title: str = "K curve (Eq.
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        return write_with(path, lambda p: fig.savefig(p, format="png", dpi=120))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 register(Method("rnl-ril", "Rate Norm Layers (trainable threshold theta = p * running max) trained in two "

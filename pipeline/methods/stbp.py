@@ -13,7 +13,7 @@ from torch import nn
 from pipeline.convert import Method, register
 from pipeline.errors import SpikeportError
 from pipeline.hybrid import chain_blocks, export_blocks, require, run_snn
-from pipeline.spiking_train import SpikingConfig, SpikingNet, fit
+from pipeline.spiking_train import SpikingNet, train_on
 from pipeline.surrogate import Neuron
 from pipeline.train import seed_everything
 
@@ -57,11 +57,8 @@ def train(ann: nn.Module, dataset, epochs: int, *, seed: int = 0, device: str = 
     """STBP from `ann`'s architecture and initial weights, trained `epochs` epochs (Adam, cosine decay)."""
     seed_everything(seed)
     net = STBP(chain_blocks(ann, dataset.input_shape), T, Neuron(neuron, v_threshold=v_threshold, decay=decay))
-    cut = train_slice or slice(None)
-    cfg = SpikingConfig(epochs=int(epochs), batch_size=batch_size, lr=lr, seed=seed, device=device)
-    net.history = fit(net, dataset.train_x[cut], dataset.train_y[cut], dataset.test_x, dataset.test_y, cfg,
-                      progress=progress, state_path=state_path)
-    return net.cpu().eval()
+    return train_on(net, dataset, epochs, seed=seed, device=device, progress=progress, batch_size=batch_size, lr=lr,
+                    state_path=state_path, train_slice=train_slice)
 
 
 def convert(model: nn.Module, input_shape, calib_x=None, *, source: str = "", **_):
