@@ -14,7 +14,7 @@ import h5py
 import nir
 import numpy as np
 
-from backends.nirext import graph_metadata, neuron_metadata
+from backends.nirext import VERSION, graph_metadata, neuron_metadata
 from pipeline.atomic import write_nir
 
 
@@ -133,7 +133,7 @@ def nir_cases(folder, per_class: int = 20, seed: int = 0) -> list[Case]:
     metas = {"graph version 99": ("node/metadata/spikeport/version", 99),
              "graph version 0": ("node/metadata/spikeport/version", 0),
              "graph version 'x'": ("node/metadata/spikeport/version", b"x"),
-             "neuron version 2": ("node/nodes/if1/metadata/spikeport/version", 2),
+             f"neuron version {VERSION + 1}": ("node/nodes/if1/metadata/spikeport/version", VERSION + 1),
              "reset 'sideways'": ("node/nodes/if1/metadata/spikeport/reset", b"sideways"),
              "encoding 'rate'": ("node/metadata/spikeport/encoding", b"rate"),
              "dt = 0": ("node/metadata/spikeport/dt", 0.0), "dt = NaN": ("node/metadata/spikeport/dt", np.nan),
