@@ -100,7 +100,8 @@ class GraphView:
         return tuple(b for b in self.order if name in self.preds[b])
 
 
-def _toposort(nodes, edges) -> list[str]:
+def toposort(nodes, edges) -> list[str]:
+    """Node names in an order where every edge goes forward; GraphError names a cycle."""
     indeg = {n: 0 for n in nodes}
     out: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in edges:
@@ -148,7 +149,7 @@ def _conv_out(node: nir.Conv2d, c: int, h: int, w: int) -> tuple[int, ...]:
     return (node.weight.shape[0], _window_out(h, kh, sh, ph, dh), _window_out(w, kw, sw, pw, dw))
 
 
-def _output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
+def output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
     """Output shape of `node` for an input of `shape` (no batch), by docs/nir-extensions.md semantics."""
     if isinstance(node, (nir.Affine, nir.Linear)):
         if shape != (node.weight.shape[1],):
@@ -191,7 +192,7 @@ def _set_types(name: str, node: nir.NIRNode, in_types: list, preds: tuple[str, .
         raise GraphError(f"node {name!r} sums inputs of different shapes {sorted(shapes)} from {list(preds)}")
     shape = shapes.pop()
     try:
-        out = _output_shape(node, shape)
+        out = output_shape(node, shape)
     except GraphError as err:
         raise GraphError(f"node {name!r} ({type(node).__name__}) {err} from {list(preds)}; the layer sizes "
                          f"do not chain: {_FIX}") from None
@@ -221,7 +222,7 @@ def analyse(graph: nir.NIRGraph, supported: tuple[type, ...] = KNOWN_TYPES) -> G
         check_parameters(name, node)
         if isinstance(node, NEURON_TYPES):
             neuron_semantics(name, node)
-    order = _toposort(list(graph.nodes), graph.edges)
+    order = toposort(list(graph.nodes), graph.edges)
     preds = {n: tuple(a for a, b in graph.edges if b == n) for n in order}
     inputs = [n for n in order if isinstance(graph.nodes[n], nir.Input)]
     outputs = [n for n in order if isinstance(graph.nodes[n], nir.Output)]

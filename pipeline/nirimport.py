@@ -11,7 +11,7 @@ import copy
 import nir
 import numpy as np
 
-from backends.graph import GraphError, _output_shape, _toposort, analyse
+from backends.graph import GraphError, analyse, output_shape, toposort
 from backends.nirext import KEY, NEURON_TYPES, SPIKING_TYPES, graph_metadata, neuron_metadata
 from pipeline.errors import SpikeportError
 
@@ -40,7 +40,7 @@ def _strip_batch(shape) -> np.ndarray:
 def _fix_neuron_shapes(nodes: dict, edges: list, notes: list[str]) -> None:
     """Give neuron parameters the layer's shape: Norse writes 0-d tensors (layer size lost), sinabs writes
     the shape of its membrane state, batch dimension included."""
-    order = _toposort(list(nodes), edges)
+    order = toposort(list(nodes), edges)
     shapes: dict[str, tuple[int, ...]] = {}
     for name in order:
         node = nodes[name]
@@ -65,7 +65,7 @@ def _fix_neuron_shapes(nodes: dict, edges: list, notes: list[str]) -> None:
                     arr = np.broadcast_to(arr.reshape(arr.shape if arr.ndim else ()), shape).astype(np.float32)
                 setattr(node, attr, np.ascontiguousarray(arr))
         try:
-            shapes[name] = _output_shape(node, shape)
+            shapes[name] = output_shape(node, shape)
         except GraphError as err:
             raise SpikeportError(f"node {name!r} ({type(node).__name__}) {err}") from None
 

@@ -99,7 +99,7 @@ def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, conv: str, bar=No
     """
     workdir = Path(tempfile.mkdtemp(prefix="spikeport-lava-"))
     net: Network | None = None
-    with _forgotten_afterwards():
+    with forgotten_afterwards():
         try:
             net = Builder(view, inputs, T, record, workdir, conv).build()
             cfg = Loihi2SimCfg(select_tag=select_tag)
@@ -122,7 +122,7 @@ def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, conv: str, bar=No
 
 
 @contextmanager
-def _forgotten_afterwards():
+def forgotten_afterwards():
     """Lava's ProcessServer and VarServer keep every process and Var ever created, with their data
     (a whole input stream, for the RingBuffer); drop those created inside the block when it ends, so
     repeated runs in one Python process do not pile up memory."""

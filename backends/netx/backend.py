@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import backends.lava  # noqa: F401  (spikeport's Python 3.11 and start-method fixes, before any lava import)
-from backends.lava.backend import _forgotten_afterwards
+from backends.lava.backend import forgotten_afterwards
 from backends.netx.layout import STATE_SHIFT, file_info, never_fires, read_int, read_str
 from backends.netx.writer import plan, write
 from backends.result import RunResult, Unsupported
@@ -107,7 +107,7 @@ def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress
 def _run_chunk(path, x: np.ndarray, T: int, record: bool) -> dict:
     """One compiled netx network for the samples `x` (Lava layout); Lava is stopped whatever happens."""
     n = len(x)
-    with _forgotten_afterwards():
+    with forgotten_afterwards():
         net = Network(net_config=str(path), input_message_bits=INPUT_BITS, reset_interval=T, reset_offset=1,
                       input_shape=tuple(x.shape[1:]))
         # Layer j (0-based) integrates at Lava step t what layer j-1 (the source for j = 0) sent at t-1, and
