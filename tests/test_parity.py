@@ -89,18 +89,15 @@ def _digits_x(n):
 
 @pytest.mark.slow
 def test_digits_maxnorm_parity_across_all_backends(digits, digits_graphs):
-    """The issue's acceptance check at T=32: reference, Lava and Norse on the full test split; netx (about
-    18 steps/s on Lava's Python fixed-point models) on its first 120 samples to keep CI under its budget --
-    docs/parity.md has the full-split netx run."""
+    """The issue's acceptance check at T=32 on the full test split (netx runs ~18 steps/s on Lava's Python
+    fixed-point models: about 10 of this test's minutes; on its first 120 samples alone netx agreed on 98.3%)."""
     graph = digits_graphs["maxnorm"]
     x, y = digits.test_x.numpy(), digits.test_y.numpy()
     strict = run_parity(graph, x[:4], y[:4], ["norse", "netx"], 32)["rows"]
     assert [r["status"] for r in strict] == ["refused", "refused"]
     assert all("reset 'subtract'" in r["cause"] for r in strict)
-    rows = {r["backend"]: r for r in run_parity(graph, x, y, ["reference", "lava", "norse"], 32,
+    rows = {r["backend"]: r for r in run_parity(graph, x, y, ["reference", "lava", "norse", "netx"], 32,
                                                 approximate=True)["rows"]}
-    rows.update({r["backend"]: r for r in run_parity(graph, x[:120], y[:120], ["reference", "netx"], 32,
-                                                     approximate=True)["rows"] if r["backend"] == "netx"})
     assert rows["lava"]["agreement"] >= 0.99 and not rows["lava"]["approximate"]
     assert rows["netx"]["agreement"] >= 0.99
     for name in ("norse", "netx"):
