@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import backends
-from backends import neurons
+from backends import kernels, neurons
 from backends.nirext import neuron_metadata
 from backends.reference import Op, _Lowering, _stateless, constant_nodes
 from backends.graph import analyse
@@ -194,6 +194,45 @@ def test_in_place_if_step_equals_pure_if_step(seed, subtract, unit_r, per_neuron
         v_fast = neurons.if_step_into(v_fast, x, p, out[t], unit_r)
         assert torch.equal(z, out[t]) and torch.equal(v_pure, v_fast)
     assert out.sum() > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), subtract=st.booleans(), unit_r=st.booleans(), per_neuron=st.booleans(),
+       expanded=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_fused_if_kernel_equals_pure_if_steps(seed, subtract, unit_r, per_neuron, expanded, dtype):
+    """The numba kernel layer mode runs on the CPU gives the floats and spikes of the pure step, step by step.
+    Inputs and thresholds on a grid of 1/8 make v == θ happen, where the two resets' spike conditions differ;
+    `expanded` feeds one step's current broadcast over T (stride 0), as for a layer fed by a constant."""
+    g = torch.Generator().manual_seed(seed)
+    T, batch, shape = 12, 3, (2, 5)
+    grid = lambda *s: torch.randint(-8, 12, s, generator=g).to(dtype) / 8
+    r = torch.ones(shape, dtype=dtype) if unit_r else torch.randint(1, 17, shape, generator=g).to(dtype) / 8
+    theta = torch.randint(2, 12, shape if per_neuron else (), generator=g).to(dtype) / 8
+    p = neurons.IFParams(r, theta, grid(*shape) / 4, subtract)
+    x = grid(1, batch, *shape).expand(T, batch, *shape) if expanded else grid(T, batch, *shape)
+    v_pure = grid(batch, *shape)
+    v_fast, out, counts = v_pure.clone(), torch.empty(T, batch, *shape, dtype=dtype), torch.zeros(batch, *shape)
+    flat = [t.expand(shape).contiguous().reshape(-1) for t in (p.r, p.v_threshold, p.v_reset)]
+    assert kernels.applies(x, v_fast, out, counts)
+    kernels.if_steps_into(v_fast, x, *flat, out, counts, unit_r=unit_r, subtract=subtract)
+    want = []
+    for t in range(T):
+        v_pure, z = neurons.if_step(v_pure, x[t], p)
+        want.append(z)
+    assert torch.equal(torch.stack(want), out) and torch.equal(v_pure, v_fast)
+    assert torch.equal(counts, torch.stack(want).sum(0).float())
+
+
+def test_without_the_kernel_layer_mode_still_equals_step_mode(monkeypatch):
+    """Where the kernel does not apply (CUDA, other dtypes), layer mode falls back to the in-place torch step."""
+    calls = []
+    monkeypatch.setattr(kernels, "if_steps_into", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(kernels, "applies", lambda *tensors: False)
+    x = np.random.default_rng(1).uniform(-1, 1.5, (7, 2, 6, 6)).astype(np.float32)
+    runs = run_all(residual_graph("if-subtract"), x, 13, batch_size=4)
+    assert not calls and sum(runs[0].spike_counts.values()).sum() > 0
+    for other in runs[1:]:
+        assert_same(runs[0], other)
 
 
 def test_silent_slices_skip_the_conv_and_give_its_exact_output():
