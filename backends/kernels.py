@@ -4,6 +4,9 @@ The floats are exactly those of `backends.neurons.if_step` (no fast-math, so no 
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 import torch
@@ -40,15 +43,40 @@ def applies(x: torch.Tensor, *written: torch.Tensor) -> bool:
         and all(t.is_contiguous() for t in written)
 
 
-def if_steps_into(v: torch.Tensor, x: torch.Tensor, r: torch.Tensor, threshold: torch.Tensor,
-                  v_reset: torch.Tensor, out: torch.Tensor, counts: torch.Tensor, *, unit_r: bool,
-                  subtract: bool) -> None:
-    """IF neurons over all steps of `x` (T, batch, *shape) at once: `v` (batch, *shape) updated in place,
-    spikes written to `out` (like `x`), spike counts added to `counts` (batch, *shape); parameters are
-    flat (prod(shape),) tensors of v's dtype. Reset by subtraction fires on v >= θ, reset to v_reset on v > θ.
-    """
-    steps, batch = len(x), len(v)
-    size = int(np.prod(v.shape[1:]))
-    _if_chunk(v.view(batch, size).numpy(), x.reshape(steps, batch, size).numpy(), r.numpy(), threshold.numpy(),
-              v_reset.numpy(), out.view(steps, batch, size).numpy(), counts.view(batch, size).numpy(), unit_r,
-              subtract)
+MIN_PER_THREAD = 1 << 16   # neuron updates below which a second thread costs more than it saves
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """A pool of torch.get_num_threads() threads, made afresh in a forked child (threads do not survive fork)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers != torch.get_num_threads():
+        _pool = (os.getpid(), ThreadPoolExecutor(torch.get_num_threads(), thread_name_prefix="spikeport-if"))
+    return _pool[1]
+
+
+class IFKernel:
+    """IF neurons of one node over all steps of a chunk at once; the batch is split over torch's thread count
+    (the kernel releases the GIL). Reset by subtraction fires on v >= θ, reset to v_reset on v > θ."""
+
+    def __init__(self, r: torch.Tensor, threshold: torch.Tensor, v_reset: torch.Tensor, shape, *, subtract: bool):
+        flat = [t.expand(shape).contiguous().reshape(-1).cpu().numpy() for t in (r, threshold, v_reset)]
+        self.params, self.size = flat, int(np.prod(shape))
+        self.unit_r, self.subtract = bool((flat[0] == 1).all()), subtract
+
+    def __call__(self, v: torch.Tensor, x: torch.Tensor, out: torch.Tensor, counts: torch.Tensor) -> None:
+        """`v` (batch, *shape) updated in place from `x` (T, batch, *shape), spikes written to `out` (like `x`),
+        spike counts added to `counts` (batch, *shape); parameters in v's dtype."""
+        steps, batch, size = len(x), len(v), self.size
+        arrays = (v.view(batch, size).numpy(), x.reshape(steps, batch, size).numpy(),
+                  out.view(steps, batch, size).numpy(), counts.view(batch, size).numpy())
+        parts = max(1, min(torch.get_num_threads(), steps * batch * size // MIN_PER_THREAD, batch))
+        bounds = np.linspace(0, batch, parts + 1).astype(int)
+        slices = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        run = lambda b: _if_chunk(arrays[0][b], arrays[1][:, b], *self.params, arrays[2][:, b],  # noqa: E731
+                                  arrays[3][b], self.unit_r, self.subtract)
+        if parts == 1:
+            run(slices[0])
+            return
+        for done in [_threads().submit(run, b) for b in slices]:
+            done.result()

@@ -106,12 +106,11 @@ class _Lowering:
                       init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True, signed=True)
         p = neurons.IFParams(self.t(node.r), self.t(node.v_threshold), self.t(node.v_reset), sem.reset == "subtract")
         unit_r = bool((p.r == 1).all())
-        shape = self.view.shape(name)
-        flat = [t.expand(shape).contiguous().reshape(-1) for t in (p.r, p.v_threshold, p.v_reset)]
+        kernel = kernels.IFKernel(*p[:3], self.view.shape(name), subtract=p.subtract)
 
         def steps_into(v, x, out, counts):
             if kernels.applies(x, v, out, counts):
-                kernels.if_steps_into(v, x, *flat, out, counts, unit_r=unit_r, subtract=p.subtract)
+                kernel(v, x, out, counts)
                 return v
             for t in range(len(x)):
                 v = neurons.if_step_into(v, x[t], p, out[t], unit_r)
@@ -156,7 +155,7 @@ class _Lowering:
 
 
 MODES = ("layer", "step")
-DEFAULT_MAX_ELEMENTS = 1 << 20   # 4 MB of float32 per tensor: chunks that stay near the cache are fastest
+DEFAULT_MAX_ELEMENTS = 1 << 18   # 1 MB of float32 per tensor: chunks that stay in L2 are fastest
 
 
 def constant_nodes(view: GraphView, ops: dict[str, Op]) -> set[str]:
@@ -181,8 +180,9 @@ class ReferenceBackend:
       - `mode="step"`: step by step, every non-constant node once per step (the semantics as written);
       - `mode="layer"` (default): node by node over all T at once, a convolution or pooling as one batched
         call on a (T*batch, ...) tensor (slices whose input is all zero skipped, see `_stateless`), a
-        Linear/Affine once per step on a fresh copy (BLAS rounding depends on row count and alignment), a
-        neuron node as a loop over T of its step computed in place; T is cut in chunks so that no
+        Linear/Affine once per step on a fresh copy (BLAS rounding depends on row count and alignment), an
+        IF node over all steps of a chunk in one pass (`backends.kernels`, numba, on the CPU; elsewhere its
+        step in place, step by step), other neuron nodes as a loop over T; T is cut in chunks so that no
         (chunk*batch, *node shape) tensor has more than `max_elements` elements (at least one step is
         always taken).
     In both, nodes whose inputs are all time-constant (`constant_nodes`) are computed once per batch.

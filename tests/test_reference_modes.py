@@ -6,6 +6,8 @@ every mode, so results are compared for exact equality (float32; float64 as well
 """
 from __future__ import annotations
 
+from unittest import mock
+
 import nir
 import numpy as np
 import pytest
@@ -198,8 +200,9 @@ def test_in_place_if_step_equals_pure_if_step(seed, subtract, unit_r, per_neuron
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), subtract=st.booleans(), unit_r=st.booleans(), per_neuron=st.booleans(),
-       expanded=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]))
-def test_fused_if_kernel_equals_pure_if_steps(seed, subtract, unit_r, per_neuron, expanded, dtype):
+       expanded=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]),
+       min_per_thread=st.sampled_from([1, 1 << 30]))
+def test_fused_if_kernel_equals_pure_if_steps(seed, subtract, unit_r, per_neuron, expanded, dtype, min_per_thread):
     """The numba kernel layer mode runs on the CPU gives the floats and spikes of the pure step, step by step.
     Inputs and thresholds on a grid of 1/8 make v == θ happen, where the two resets' spike conditions differ;
     `expanded` feeds one step's current broadcast over T (stride 0), as for a layer fed by a constant."""
@@ -212,9 +215,11 @@ def test_fused_if_kernel_equals_pure_if_steps(seed, subtract, unit_r, per_neuron
     x = grid(1, batch, *shape).expand(T, batch, *shape) if expanded else grid(T, batch, *shape)
     v_pure = grid(batch, *shape)
     v_fast, out, counts = v_pure.clone(), torch.empty(T, batch, *shape, dtype=dtype), torch.zeros(batch, *shape)
-    flat = [t.expand(shape).contiguous().reshape(-1) for t in (p.r, p.v_threshold, p.v_reset)]
     assert kernels.applies(x, v_fast, out, counts)
-    kernels.if_steps_into(v_fast, x, *flat, out, counts, unit_r=unit_r, subtract=subtract)
+    # min_per_thread 1: the batch split over three threads (the kernel releases the GIL)
+    with mock.patch.object(kernels, "MIN_PER_THREAD", min_per_thread), \
+            mock.patch.object(kernels.torch, "get_num_threads", lambda: 3):
+        kernels.IFKernel(*p[:3], shape, subtract=subtract)(v_fast, x, out, counts)
     want = []
     for t in range(T):
         v_pure, z = neurons.if_step(v_pure, x[t], p)
@@ -226,7 +231,7 @@ def test_fused_if_kernel_equals_pure_if_steps(seed, subtract, unit_r, per_neuron
 def test_without_the_kernel_layer_mode_still_equals_step_mode(monkeypatch):
     """Where the kernel does not apply (CUDA, other dtypes), layer mode falls back to the in-place torch step."""
     calls = []
-    monkeypatch.setattr(kernels, "if_steps_into", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(kernels.IFKernel, "__call__", lambda *a, **k: calls.append(1))
     monkeypatch.setattr(kernels, "applies", lambda *tensors: False)
     x = np.random.default_rng(1).uniform(-1, 1.5, (7, 2, 6, 6)).astype(np.float32)
     runs = run_all(residual_graph("if-subtract"), x, 13, batch_size=4)
