@@ -251,8 +251,11 @@ def cmd_sweep(args) -> int:
     from pipeline.data import load_dataset
     from pipeline.modelio import load_model
     from pipeline.models import build_model
-    from pipeline.sweep import SweepConfig, run_sweep
+    from pipeline.sweep import SweepConfig, Variant, run_sweep
     from pipeline.train import TrainConfig, seed_everything, train_ann
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    for entry in methods:   # bad entries fail before the ANN trains
+        Variant.parse(entry)
     ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
     seed_everything(args.seed)
     if args.checkpoint:
@@ -262,7 +265,7 @@ def cmd_sweep(args) -> int:
         train_ann(ann, ds.train_x, ds.train_y, ds.test_x, ds.test_y,
                   TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device), progress=not args.quiet)
         ann = ann.cpu().eval()
-    cfg = SweepConfig(out=Path(args.out), methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+    cfg = SweepConfig(out=Path(args.out), methods=methods,
                       T_values=tuple(args.T), method_epochs=args.method_epochs, seed=args.seed, device=args.device,
                       progress=not args.quiet, limit=args.limit)
     run_sweep(ann, ds, cfg)
