@@ -41,7 +41,7 @@ def _balanced(statistic: str):
     """Threshold balancing: IF neurons whose threshold sits at the calibrated activation scale.
 
     `reset="subtract"` (default) keeps the surplus v - threshold after a spike and fires on v >= threshold
-    (Rueckauer et al. 2017, Sec. 2.2, the reset that makes the rate approach the ANN activation);
+    (Rueckauer et al. 2017: the reset whose firing rate approaches the ANN activation);
     `reset="zero"` sets v to 0 after v > threshold (core NIR), the reset of Diehl et al. 2015's data-based
     normalization, which every framework runs (Norse, lava-dl netx) but which loses the surplus at each spike.
     """
