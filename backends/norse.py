@@ -49,12 +49,9 @@ def mismatches(view: GraphView) -> list[str]:
     lif_box.py); from_nir passes neither `r` nor `v_reset` nor an initial state.
     """
     out = []
-    ro, head = readout(view), input_scale(view)
+    ro = readout(view)
     for name in view.order:
         node = view.node(name)
-        if isinstance(node, nir.Scale) and name != head:
-            out.append(f"node {name!r} (Scale): Norse has no scaling module; only a Scale right after the Input "
-                       "is supported (applied to the inputs)")
         if isinstance(node, nir.I) and name != ro:
             out.append(f"node {name!r} (I): Norse has no integrator module; only an I feeding the Output "
                        "is supported (as the readout)")
@@ -108,9 +105,9 @@ def _norse_graph(view: GraphView, ro: str | None, head: str | None) -> nir.NIRGr
 
 
 class NorseBackend:
-    """Runs NIR graphs with Norse: a Scale after the Input, Affine, Linear, Conv2d, SumPool2d (unpadded; Norse's LPPool2d with norm 1
-    sums |x|, the sum for the spikes of the neurons it honours), Flatten, IF and LIF with core-NIR reset (to 0,
-    on v > threshold, r = 1), and an `I` readout before the Output. Anything else raises
+    """Runs NIR graphs with Norse: a Scale after the Input, Affine, Linear, Conv2d, SumPool2d (unpadded;
+    Norse's LPPool2d with norm 1 sums |x|, the sum for the spikes of the neurons it honours), Flatten, IF and
+    LIF with core-NIR reset (to 0, on v > threshold, r = 1), and an `I` readout before the Output. Anything else raises
     `backends.Unsupported` naming the node and the semantics Norse lacks; with `approximate=True` it runs
     anyway and the result carries `approximate=True` and those lines in `ignored`."""
 
@@ -131,12 +128,17 @@ class NorseBackend:
             view = analyse(graph, SUPPORTED_TYPES)
         except ValueError as err:
             raise Unsupported(f"norse: {err}") from None
+        head = input_scale(view)
+        stray = [n for n in view.order if isinstance(view.node(n), nir.Scale) and n != head]
+        if stray:
+            raise Unsupported(f"norse: node {stray[0]!r} (Scale): Norse has no scaling module; only a Scale right "
+                              "after the Input runs (applied to the inputs)")
         gaps = mismatches(view)
         if gaps and not approximate:
             raise Unsupported(f"norse cannot run this graph faithfully: {gaps[0]}"
                               + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else "")
                               + "; pass approximate=True (`spikeport parity --approximate`) to run it anyway")
-        ro, head = readout(view), input_scale(view)
+        ro = readout(view)
         r = torch.as_tensor(np.asarray(view.node(ro).r), dtype=torch.float32) if ro else None
         import norse.torch as norse_torch   # heavy import, only when this backend runs
         module = norse_torch.from_nir(_norse_graph(view, ro, head), ignore_warnings=True, dt=view.dt)
