@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="digits-cnn", choices=MODEL_NAMES, help="zoo model trained when no checkpoint")
     p.add_argument("--epochs", type=_positive, default=30, help="ANN training epochs when no checkpoint")
     p.add_argument("--methods", default="maxnorm,robustnorm",
-                   help="comma-separated METHOD[:GRANULARITY][:RESET] entries, e.g. maxnorm:channel,maxnorm:zero,dnisnm")
+                   help="comma-separated METHOD[:GRANULARITY][:RESET] entries, e.g. "
+                   "maxnorm:channel,maxnorm:zero,dnisnm")
     p.add_argument("--T", type=_positive, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128])
     p.add_argument("--method-epochs", type=_positive, default=10, help="fine-tuning epochs for methods that train")
     p.add_argument("--out", default="out/sweep")

@@ -54,8 +54,9 @@ class Variant:
         for part in parts:
             key = "granularity" if part in GRANULARITIES else "reset" if part in BALANCED_RESETS else None
             if key is None or key in options:
-                raise SpikeportError(f"sweep entry {text!r}: {part!r} is not a granularity ({', '.join(GRANULARITIES)}) "
-                                     f"or a reset ({', '.join(BALANCED_RESETS)}), or is given twice")
+                raise SpikeportError(f"sweep entry {text!r}: {part!r} is not a granularity "
+                                     f"({', '.join(GRANULARITIES)}) or a reset ({', '.join(BALANCED_RESETS)}), "
+                                     "or is given twice")
             options[key] = part
         if "reset" in options:
             check_reset(method, options["reset"])
