@@ -57,9 +57,9 @@ def _balanced(statistic: str):
 
 METHODS: dict[str, Method] = {
     "maxnorm": Method("maxnorm", "threshold balancing at the maximum activation (layer, channel or neuron), "
-                      "reset by subtraction (or to zero)", _balanced("max"), resets=BALANCED_RESETS),
+                      "reset by subtraction unless reset='zero'", _balanced("max"), resets=BALANCED_RESETS),
     "robustnorm": Method("robustnorm", "balancing at the 99.9th percentile of activations (Rueckauer et al. "
-                         "2017), reset by subtraction (or to zero)", _balanced("percentile"),
+                         "2017), reset by subtraction unless reset='zero'", _balanced("percentile"),
                          resets=BALANCED_RESETS),
 }
 
