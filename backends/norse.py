@@ -17,9 +17,19 @@ from backends.graph import GraphView, analyse
 from backends.nirext import neuron_semantics
 from backends.result import RunResult, Unsupported
 
-# Node types Norse's from_nir maps to torch modules; `I` only as the readout before Output (see `readout`).
+# Node types Norse's from_nir maps to torch modules; `I` only as the readout before Output (see `readout`),
+# `Scale` only right after the Input (see `input_scale`).
 SUPPORTED_TYPES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d, nir.Flatten, nir.IF,
-                   nir.LIF, nir.I)
+                   nir.LIF, nir.I, nir.Scale)
+
+
+def input_scale(view: GraphView) -> str | None:
+    """The `Scale` node the Input feeds alone, if any (netx imports carry one). from_nir maps no Scale; this
+    backend multiplies the inputs by it instead, which is the same product."""
+    succ = view.succs(view.input)
+    if len(succ) == 1 and isinstance(view.node(succ[0]), nir.Scale) and len(view.preds[succ[0]]) == 1:
+        return succ[0]
+    return None
 
 
 def readout(view: GraphView) -> str | None:
@@ -68,13 +78,13 @@ def _ints(value) -> tuple[int, int]:
     return tuple(int(v) for v in np.broadcast_to(np.atleast_1d(value), (2,)))
 
 
-def _norse_graph(view: GraphView, ro: str | None) -> nir.NIRGraph:
+def _norse_graph(view: GraphView, ro: str | None, head: str | None) -> nir.NIRGraph:
     """A copy of the graph in the form from_nir accepts: integer tuples for Conv2d arguments, Flatten dims
     counted with the batch (from_nir hands them to torch.nn.Flatten unchanged), the readout `I` removed
-    (its input goes straight to the Output)."""
+    (its input goes straight to the Output), the input `Scale` removed (its output taken from the Input)."""
     nodes = {}
     for name in view.order:
-        if name == ro:
+        if name in (ro, head):
             continue
         node = copy.copy(view.node(name))
         if isinstance(node, nir.Conv2d):
@@ -86,16 +96,18 @@ def _norse_graph(view: GraphView, ro: str | None) -> nir.NIRGraph:
             node.start_dim = node.start_dim + 1
             node.end_dim = node.end_dim + 1 if node.end_dim >= 0 else node.end_dim
         nodes[name] = node
-    edges = [(a, b) for a, b in view.graph.edges if b != ro and a != ro]
+    edges = [(a, b) for a, b in view.graph.edges if not {a, b} & {ro, head}]
     if ro is not None:
         edges += [(p, view.output) for p in view.preds[ro]]
+    if head is not None:
+        edges += [(view.input, s) for s in view.succs(head)]
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
 
 class NorseBackend:
-    """Runs NIR graphs with Norse: Affine, Linear, Conv2d, SumPool2d (unpadded; Norse's LPPool2d with norm 1
-    sums |x|, the sum for the spikes of the neurons it honours), Flatten, IF and LIF with core-NIR reset (to 0,
-    on v > threshold, r = 1), and an `I` readout before the Output. Anything else raises
+    """Runs NIR graphs with Norse: a Scale after the Input, Affine, Linear, Conv2d, SumPool2d (unpadded;
+    Norse's LPPool2d with norm 1 sums |x|, the sum for the spikes of the neurons it honours), Flatten, IF and
+    LIF with core-NIR reset (to 0, on v > threshold, r = 1), and an `I` readout before the Output. Anything else raises
     `backends.Unsupported` naming the node and the semantics Norse lacks; with `approximate=True` it runs
     anyway and the result carries `approximate=True` and those lines in `ignored`."""
 
@@ -103,7 +115,7 @@ class NorseBackend:
     honours = {
         "nodes": sorted(t.__name__ for t in SUPPORTED_TYPES),
         "neuron semantics": ["reset: zero with v_reset = 0 and r = 1"],
-        "limits": ["I: only as the readout feeding the Output"],
+        "limits": ["I: only as the readout feeding the Output", "Scale: only right after the Input"],
     }
 
     def run(self, graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, record: bool = False,
@@ -116,6 +128,11 @@ class NorseBackend:
             view = analyse(graph, SUPPORTED_TYPES)
         except ValueError as err:
             raise Unsupported(f"norse: {err}") from None
+        head = input_scale(view)
+        stray = [n for n in view.order if isinstance(view.node(n), nir.Scale) and n != head]
+        if stray:
+            raise Unsupported(f"norse: node {stray[0]!r} (Scale): Norse has no scaling module; only a Scale right "
+                              "after the Input runs (applied to the inputs)")
         gaps = mismatches(view)
         if gaps and not approximate:
             raise Unsupported(f"norse cannot run this graph faithfully: {gaps[0]}"
@@ -124,12 +141,14 @@ class NorseBackend:
         ro = readout(view)
         r = torch.as_tensor(np.asarray(view.node(ro).r), dtype=torch.float32) if ro else None
         import norse.torch as norse_torch   # heavy import, only when this backend runs
-        module = norse_torch.from_nir(_norse_graph(view, ro), ignore_warnings=True, dt=view.dt)
+        module = norse_torch.from_nir(_norse_graph(view, ro, head), ignore_warnings=True, dt=view.dt)
         spiking = [n for n in view.order if isinstance(view.node(n), (nir.IF, nir.LIF))]
         x_all = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
         want = view.shape(view.input)
         if tuple(x_all.shape[1:]) != want:
             raise ValueError(f"inputs have shape {tuple(x_all.shape[1:])} per sample, the graph's Input expects {want}")
+        if head is not None:
+            x_all = x_all * torch.as_tensor(np.asarray(view.node(head).scale), dtype=torch.float32)
         start = time.perf_counter()
         outputs, counts, trains = [], {n: [] for n in spiking}, {n: [] for n in spiking}
         with torch.no_grad(), tqdm(total=len(x_all), desc=f"norse T={T}", unit="sample", disable=not progress,

@@ -39,7 +39,7 @@ def _positive(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.convert import method_names
+    from pipeline.convert import BALANCED_RESETS, method_names
     from pipeline.models import MODEL_NAMES
 
     parser = argparse.ArgumentParser(prog="spikeport", description="Convert PyTorch networks to spiking networks, "
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=99.9, help="percentile for robustnorm")
     p.add_argument("--granularity", default="layer", choices=["layer", "channel", "neuron"],
                    help="one threshold scale per layer, channel or neuron (maxnorm, robustnorm)")
+    p.add_argument("--reset", default=None, choices=BALANCED_RESETS,
+                   help="IF reset (maxnorm, robustnorm): subtract (default) or zero (core NIR, runs on Norse and netx)")
     p.add_argument("--T", type=_positive, default=None, help="time budget, for methods whose graph depends on it")
     p.add_argument("--calib-samples", type=_positive, default=None, help="training samples used for calibration")
     p.add_argument("--out", default="out/model.nir")
@@ -96,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="digits-cnn", choices=MODEL_NAMES, help="zoo model trained when no checkpoint")
     p.add_argument("--epochs", type=_positive, default=30, help="ANN training epochs when no checkpoint")
     p.add_argument("--methods", default="maxnorm,robustnorm",
-                   help="comma-separated METHOD[:GRANULARITY] entries, e.g. maxnorm:channel,dnisnm")
+                   help="comma-separated METHOD[:GRANULARITY][:RESET] entries, e.g. "
+                   "maxnorm:channel,maxnorm:zero,dnisnm")
     p.add_argument("--T", type=_positive, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128])
     p.add_argument("--method-epochs", type=_positive, default=10, help="fine-tuning epochs for methods that train")
     p.add_argument("--out", default="out/sweep")
@@ -200,7 +203,7 @@ def cmd_convert(args) -> int:
     if args.T is not None:
         options["T"] = args.T
     graph = convert(model, ds.input_shape, calib, method=args.method, source=str(args.checkpoint),
-                    progress=not args.quiet, **options)
+                    progress=not args.quiet, reset=args.reset, **options)
     path = write_nir(args.out, graph)
     print(f"converted with {args.method}: {len(graph.nodes)} nodes, {len(graph.edges)} edges; wrote {path}")
     return 0
@@ -249,8 +252,11 @@ def cmd_sweep(args) -> int:
     from pipeline.data import load_dataset
     from pipeline.modelio import load_model
     from pipeline.models import build_model
-    from pipeline.sweep import SweepConfig, run_sweep
+    from pipeline.sweep import SweepConfig, Variant, run_sweep
     from pipeline.train import TrainConfig, seed_everything, train_ann
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    for entry in methods:   # bad entries fail before the ANN trains
+        Variant.parse(entry)
     ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
     seed_everything(args.seed)
     if args.checkpoint:
@@ -260,7 +266,7 @@ def cmd_sweep(args) -> int:
         train_ann(ann, ds.train_x, ds.train_y, ds.test_x, ds.test_y,
                   TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device), progress=not args.quiet)
         ann = ann.cpu().eval()
-    cfg = SweepConfig(out=Path(args.out), methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+    cfg = SweepConfig(out=Path(args.out), methods=methods,
                       T_values=tuple(args.T), method_epochs=args.method_epochs, seed=args.seed, device=args.device,
                       progress=not args.quiet, limit=args.limit)
     run_sweep(ann, ds, cfg)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import backends
 from pipeline.atomic import write_json, write_nir, write_text
-from pipeline.convert import convert, get_method, prepare
+from pipeline.calibrate import GRANULARITIES
+from pipeline.convert import BALANCED_RESETS, check_reset, convert, get_method, prepare
+from pipeline.errors import SpikeportError
 from pipeline.energy import energy_report
 from pipeline.hwconfig import load_hwconfig
 from pipeline.provenance import provenance
@@ -38,7 +40,7 @@ class SweepConfig:
 
 @dataclass
 class Variant:
-    """A sweep entry 'method[:granularity]', e.g. 'maxnorm:channel'."""
+    """A sweep entry 'method[:granularity][:reset]', e.g. 'maxnorm:channel', 'maxnorm:zero'."""
 
     label: str
     method: str
@@ -46,9 +48,19 @@ class Variant:
 
     @classmethod
     def parse(cls, text: str) -> "Variant":
-        name, _, granularity = text.partition(":")
-        get_method(name)
-        return cls(text, name, {"granularity": granularity} if granularity else {})
+        name, *parts = text.split(":")
+        method = get_method(name)
+        options: dict = {}
+        for part in parts:
+            key = "granularity" if part in GRANULARITIES else "reset" if part in BALANCED_RESETS else None
+            if key is None or key in options:
+                raise SpikeportError(f"sweep entry {text!r}: {part!r} is not a granularity "
+                                     f"({', '.join(GRANULARITIES)}) or a reset ({', '.join(BALANCED_RESETS)}), "
+                                     "or is given twice")
+            options[key] = part
+        if "reset" in options:
+            check_reset(method, options["reset"])
+        return cls(text, name, options)
 
 
 def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:

@@ -1,7 +1,8 @@
 """Turn a torch model into a NIR graph with the ANN's structure: torch.fx tracing, batch norm folded.
 
-ReLUs become IF neurons with placeholder thresholds; `pipeline.normalize` sets the real scales. Residual
-adds become fan-in edges, the classifier ends in an integrate-only `I` node.
+ReLUs become IF neurons (reset by subtraction unless `reset="zero"`) with placeholder thresholds;
+`pipeline.normalize` sets the real scales. Residual adds become fan-in edges, the classifier ends in an
+integrate-only `I` node.
 """
 from __future__ import annotations
 
@@ -73,8 +74,9 @@ def _shape(node: torch.fx.Node) -> tuple[int, ...]:
 class _Builder:
     """Walks the fx graph once, emitting NIR nodes and edges; each fx value maps to the NIR nodes summing into it."""
 
-    def __init__(self, gm: torch.fx.GraphModule):
+    def __init__(self, gm: torch.fx.GraphModule, reset: str = "subtract"):
         self.gm = gm
+        self.reset = reset
         self.modules = dict(gm.named_modules())
         self.nodes: dict[str, nir.NIRNode] = {}
         self.edges: list[tuple[str, str]] = []
@@ -120,7 +122,7 @@ class _Builder:
         ones = np.ones(shape, dtype=np.float32)
         self.activations[n.name] = n.name
         return self.emit(n.name, nir.IF(r=ones, v_threshold=ones.copy(), v_reset=np.zeros(shape, np.float32),
-                                        metadata=neuron_metadata("subtract")), self.inputs_of(n))
+                                        metadata=neuron_metadata(self.reset)), self.inputs_of(n))
 
     def module(self, n: torch.fx.Node, mod: nn.Module) -> list[str]:
         src = self.inputs_of(n) if n.args else []
@@ -233,8 +235,10 @@ class _Tracer(torch.fx.Tracer):
         return isinstance(m, SpikingActivation) or super().is_leaf_module(m, qualname)
 
 
-def trace(model: nn.Module, input_shape: tuple[int, ...], method: str = "", source: str = "") -> TracedGraph:
-    """NIR graph of `model` (eval mode) for inputs of `input_shape` (no batch), BN folded, thresholds 1."""
+def trace(model: nn.Module, input_shape: tuple[int, ...], method: str = "", source: str = "",
+          reset: str = "subtract") -> TracedGraph:
+    """NIR graph of `model` (eval mode) for inputs of `input_shape` (no batch), BN folded, thresholds 1, IF
+    nodes with extension reset `reset` ("subtract": v -= threshold on v >= threshold; "zero": core NIR)."""
     model = model.eval()
     bad = next(((name, m) for name, m in model.named_modules()
                 if not list(m.children()) and not isinstance(m, SUPPORTED_MODULES) and not isinstance(m, nn.MaxPool2d)), None)
@@ -249,7 +253,7 @@ def trace(model: nn.Module, input_shape: tuple[int, ...], method: str = "", sour
                               "needs a model whose forward has no data-dependent control flow") from None
     with torch.no_grad():
         ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
-    builder = _Builder(gm)
+    builder = _Builder(gm, reset)
     graph = builder.build()
     graph.metadata = graph_metadata(method, source=source)
     analyse(graph)

@@ -40,6 +40,9 @@ def digits_model(digits):
 
 @pytest.fixture(scope="session")
 def digits_graphs(digits, digits_model):
-    """The digits CNN converted by each baseline method."""
+    """The digits CNN converted by each baseline method (reset by subtraction), and "maxnorm-zero": maxnorm
+    with reset to zero (core NIR, which Norse and netx run)."""
     from pipeline.convert import convert
-    return {m: convert(digits_model, digits.input_shape, digits.train_x, method=m) for m in ("maxnorm", "robustnorm")}
+    graphs = {m: convert(digits_model, digits.input_shape, digits.train_x, method=m) for m in ("maxnorm", "robustnorm")}
+    graphs["maxnorm-zero"] = convert(digits_model, digits.input_shape, digits.train_x, method="maxnorm", reset="zero")
+    return graphs

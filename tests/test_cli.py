@@ -25,7 +25,14 @@ def test_train_convert_simulate_energy(tmp_path, capsys):
     assert main(["energy", str(model_nir), "--T", "8", "--limit", "20", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "reference T=16: accuracy" in out and "cmos45nm" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ann.pt", "m.nir", "sim.json"]  # no temporary leftovers
+    assert main(["convert", "--checkpoint", str(ckpt), "--method", "maxnorm", "--reset", "zero", "--out",
+                 str(tmp_path / "z.nir"), "--quiet"]) == 0
+    nodes = nir.read(tmp_path / "z.nir").nodes.values()
+    assert {n.metadata["spikeport"]["reset"] for n in nodes if isinstance(n, nir.IF)} == {"zero"}
+    assert main(["convert", "--checkpoint", str(ckpt), "--method", "dnisnm", "--reset", "zero", "--out",
+                 str(tmp_path / "d.nir"), "--quiet"]) == 2
+    assert "dnisnm fixes its own neuron reset" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ann.pt", "m.nir", "sim.json", "z.nir"]  # no leftovers
 
 
 def test_user_model_from_factory(tmp_path, capsys):
@@ -43,7 +50,8 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("case", ["unknown-node", "cycle", "shapes", "missing", "unknown-method", "bad-checkpoint"])
+@pytest.mark.parametrize("case", ["unknown-node", "cycle", "shapes", "missing", "unknown-method", "bad-checkpoint",
+                                  "sweep-entry"])
 def test_bad_input_is_one_clear_line(tmp_path, case):
     g = mlp(np.ones((2, 64)), np.zeros(2), np.ones((10, 2)), np.zeros(10))
     path = tmp_path / "bad.nir"
@@ -65,6 +73,9 @@ def test_bad_input_is_one_clear_line(tmp_path, case):
         args, expect = ["simulate", str(tmp_path / "nope.nir")], "no such NIR file"
     elif case == "unknown-method":
         args, expect = ["convert", "--checkpoint", "x.pt", "--method", "magic"], "invalid choice: 'magic'"
+    elif case == "sweep-entry":
+        args = ["sweep", "--methods", "maxnorm:zero,dnisnm:zero", "--out", str(tmp_path / "s")]
+        expect = "dnisnm fixes its own neuron reset"
     else:
         (tmp_path / "x.pt").write_bytes(b"\x80\x02garbage")
         args = ["convert", "--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o.nir")]

@@ -67,3 +67,14 @@ def test_sweep_writes_table_json_plot_and_nir(tmp_path, digits, digits_model):
     from pipeline.hwconfig import load_hwconfig
     again = energy_report(nir.read(tmp_path / "maxnorm.nir", type_check=False), direct, load_hwconfig("cmos45nm"), 8)
     assert res["energy"]["per_method"]["maxnorm"]["snn_joules_per_inference"] == again.snn_joules_per_inference
+
+
+def test_sweep_entry_with_a_reset_converts_with_it(tmp_path, digits, digits_model, digits_graphs):
+    from pipeline.sweep import Variant
+    assert Variant.parse("maxnorm:channel:zero").options == {"granularity": "channel", "reset": "zero"}
+    cfg = SweepConfig(out=tmp_path, methods=("maxnorm:zero",), T_values=(8,), progress=False, limit=60)
+    res = run_sweep(digits_model, digits, cfg, log=lambda *_: None)
+    x, y = digits.test_x[:60].numpy(), digits.test_y[:60].numpy()
+    direct = backends.get("reference").run(digits_graphs["maxnorm-zero"], x, 8)
+    assert res["runs"][0]["accuracy"] == direct.accuracy(y)
+    assert res["runs"][0]["spikes_per_sample"] == direct.spikes_per_sample

@@ -181,3 +181,28 @@ def test_digits_graph_round_trip_and_netx_import_identity(tmp_path, digits, digi
     for k in a.spikes:
         np.testing.assert_array_equal(a.spikes[k], b.spikes[k])
 
+
+
+def test_netx_equivalent_is_the_float_graph_on_netx_integer_grid(tmp_path):
+    """A float MLP (reset to zero, threshold 0.75): `netx_equivalent` gives the graph of netx's integers, which
+    exports exactly; its spikes and outputs equal an integer loop of the writer's documented rule, worked
+    here by hand: K = floor(min(127 / max|W1/theta|, 4095 / max|b1/theta|)) is the hidden threshold,
+    W1_int = round(W1 K / theta); the readout's K2 = min(127 / max|W2|, 4095 / max|b2|), output / K2."""
+    from backends.netx import netx_equivalent
+    rng = np.random.default_rng(4)
+    w1, b1 = rng.normal(0, 0.5, (6, 4)), rng.normal(0, 0.1, 6)
+    w2, b2 = rng.normal(0, 0.5, (3, 6)), rng.normal(0, 0.1, 3)
+    theta = 0.75
+    g, gaps = netx_equivalent(mlp(w1, b1, w2, b2, threshold=theta, reset="zero"))
+    assert len(gaps) == 2 and all("quantized to 8-bit mantissas" in s for s in gaps)
+    assert export_netx(g, tmp_path / "g.h5") == []
+    w1, b1, w2, b2 = (np.asarray(a, np.float32).astype(np.float64) for a in (w1, b1, w2, b2))
+    K = np.floor(min(127 / np.abs(w1 / theta).max(), 4095 / np.abs(b1 / theta).max()))
+    K2 = min(127 / np.abs(w2).max(), 4095 / np.abs(b2).max())
+    ints = [np.round(a).astype(np.int64) for a in (w1 * K / theta, b1 * K / theta, w2 * K2, b2 * K2)]
+    x = rng.integers(0, 4, (20, 4))
+    counts, out = _numpy_netx(x, *ints, K, 16)
+    assert 0 < counts.mean() < 16
+    run = backends.get("reference").run(g, x.astype(np.float64), 16)
+    np.testing.assert_array_equal(run.neuron_counts[[n for n in g.nodes if n.startswith("neuron")][0]], counts.mean(0))
+    np.testing.assert_allclose(run.outputs, out / K2, rtol=1e-6)

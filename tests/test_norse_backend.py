@@ -161,3 +161,21 @@ def test_sum_pooling_matches_a_numpy_loop():
 def test_padded_sum_pooling_is_refused():
     with pytest.raises(backends.Unsupported, match=r"node 'pool' \(SumPool2d\): padding \[1, 1\].*without padding"):
         backends.get("norse").run(_pool_graph(padding=1), np.zeros((1, 1, 4, 4), np.float32), 4)
+
+
+def test_scale_after_the_input_multiplies_the_inputs(net):
+    """Input -> Scale(4) -> Affine -> IF -> Affine -> I (the form of a netx import) equals the numpy loop on
+    4 x; a Scale elsewhere is refused, even when asked to approximate."""
+    x, w1, b1, w2, b2 = net
+    g = mlp(w1 / 4, b1, w2, b2, threshold=1.0, reset="zero")
+    nodes = {**g.nodes, "in_scale": nir.Scale(scale=np.array([4.0], np.float32))}
+    edges = [e for e in g.edges if e != ("input", "fc1")] + [("input", "in_scale"), ("in_scale", "fc1")]
+    run = backends.get("norse").run(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), x, 12)
+    counts, out = _mlp_loop(x, w1, b1, w2, b2, 1.0, 12, subtract=False)
+    assert not run.approximate
+    np.testing.assert_array_equal(run.spike_counts["if1"], counts.sum(1))
+    np.testing.assert_allclose(run.outputs, out, rtol=0, atol=1e-5)
+    nodes = {**g.nodes, "mid": nir.Scale(scale=np.full(w1.shape[0], 2.0, np.float32))}
+    edges = [e for e in g.edges if e != ("fc1", "if1")] + [("fc1", "mid"), ("mid", "if1")]
+    with pytest.raises(backends.Unsupported, match="node 'mid' \\(Scale\\): Norse has no scaling module"):
+        backends.get("norse").run(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), x, 12, approximate=True)

@@ -89,22 +89,50 @@ def _digits_x(n):
 
 @pytest.mark.slow
 def test_digits_maxnorm_parity_across_all_backends(digits, digits_graphs):
-    """The issue's acceptance check at T=32 on the full test split (netx runs ~18 steps/s on Lava's Python
-    fixed-point models: about 10 of this test's minutes)."""
-    graph = digits_graphs["maxnorm"]
+    """The issue's acceptance check at T=32 on the whole test split, with maxnorm's reset-to-zero conversion
+    (core NIR, which Norse and netx express). Norse and Lava run it exactly. netx's one remaining gap is its
+    8-bit weight mantissas: it refuses the float graph naming them (and nothing else), and runs exactly the
+    graph it computes (`netx_equivalent`: the same network on netx's integer weights and thresholds), as do
+    the other three backends. netx runs ~18 steps/s on Lava's fixed-point models: 440 s in all here."""
+    from backends.netx import netx_equivalent
+    from backends.netx.backend import input_scale
+    graph = digits_graphs["maxnorm-zero"]
     x, y = digits.test_x.numpy(), digits.test_y.numpy()
-    strict = run_parity(graph, x[:4], y[:4], ["norse", "netx"], 32)["rows"]
-    assert [r["status"] for r in strict] == ["refused", "refused"]
-    assert all("reset 'subtract'" in r["cause"] for r in strict)
-    rows = {r["backend"]: r for r in run_parity(graph, x, y, ["reference", "lava", "norse", "netx"], 32,
-                                                approximate=True)["rows"]}
-    assert rows["lava"]["agreement"] >= 0.99 and not rows["lava"]["approximate"]
-    # netx cannot express reset by subtraction: run approximately (reset to zero) it agreed on 99.17% in one
-    # run and 98.61% in another, so the 99% bar is not a property of netx on this graph; the bound checks that
-    # the difference stays the small one its labelled cause explains
-    assert rows["netx"]["agreement"] >= 0.98 and rows["netx"]["approximate"]
-    for name in ("norse", "netx"):
-        assert rows[name]["status"] == "pass" or "reset 'subtract'" in rows[name]["cause"]
+    rows = {r["backend"]: r for r in run_parity(graph, x, y, ["reference", "lava", "norse", "netx"], 32)["rows"]}
+    for name in ("lava", "norse"):
+        assert rows[name]["status"] == "pass" and not rows[name]["approximate"] and rows[name]["agreement"] >= 0.99
+    assert rows["netx"]["status"] == "refused" and "weights quantized to 8-bit mantissas" in rows["netx"]["cause"]
+    assert "reset" not in rows["netx"]["cause"]
+    on_grid, gaps = netx_equivalent(graph, input_scale(x)[0])
+    assert len(gaps) == 3 and all("quantized to 8-bit mantissas" in g for g in gaps)
+    rows = {r["backend"]: r for r in run_parity(on_grid, x, y, ["reference", "lava", "norse", "netx"], 32)["rows"]}
+    for name in ("lava", "norse", "netx"):
+        row = rows[name]
+        assert row["status"] == "pass" and not row["approximate"] and row["agreement"] >= 0.99, row
+        assert row["max_layer_rel_diff"] == 0.0
+    ref = backends.get("reference")
+    assert ref.run(on_grid, x, 32).agreement(ref.run(graph, x, 32)) >= 0.99   # what the 8-bit weights cost
+
+
+def test_digits_subtract_reset_is_refused_by_norse_and_netx_naming_it(digits, digits_graphs):
+    x, y = digits.test_x.numpy()[:4], digits.test_y.numpy()[:4]
+    rows = run_parity(digits_graphs["maxnorm"], x, y, ["norse", "netx"], 32)["rows"]
+    assert [r["status"] for r in rows] == ["refused", "refused"]
+    assert all("node 'relu1' (IF): reset 'subtract'" in r["cause"] for r in rows)
+
+
+@pytest.mark.slow
+def test_digits_subtract_reset_runs_approximately_with_the_cause_per_layer(digits, digits_graphs):
+    """Reset by subtraction run anyway on netx (16 samples) and Norse (the whole split): both lose the surplus
+    at every spike, so both spiking layers fire less than on the reference, each labelled with its reset."""
+    x, y = digits.test_x.numpy(), digits.test_y.numpy()
+    norse = run_parity(digits_graphs["maxnorm"], x, y, ["norse"], 32, approximate=True)["rows"][0]
+    netx = run_parity(digits_graphs["maxnorm"], x[:16], y[:16], ["netx"], 32, approximate=True)["rows"][0]
+    for row in (norse, netx):
+        assert row["approximate"] and [layer["layer"] for layer in row["layers"]] == ["relu1", "relu2"]
+        for layer in row["layers"]:
+            assert layer["spikes"] < layer["reference_spikes"]
+            assert any(f"node '{layer['layer']}' (IF): reset 'subtract'" in c for c in layer["cause"])
 
 
 def test_parity_of_an_imported_graph_lists_the_conventions(tmp_path, capsys):
