@@ -43,15 +43,17 @@ def applies(x: torch.Tensor, *written: torch.Tensor) -> bool:
         and all(t.is_contiguous() for t in written)
 
 
-MIN_PER_THREAD = 1 << 16   # neuron updates below which a second thread costs more than it saves
+MIN_PER_THREAD = 1 << 20   # neuron updates per thread below which splitting cost more than it saved
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _threads() -> ThreadPoolExecutor:
-    """A pool of torch.get_num_threads() threads, made afresh in a forked child (threads do not survive fork)."""
+    """A pool of torch.get_num_threads() - 1 threads (the caller is the other), made afresh in a forked child
+    (threads do not survive fork)."""
     global _pool
-    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers != torch.get_num_threads():
-        _pool = (os.getpid(), ThreadPoolExecutor(torch.get_num_threads(), thread_name_prefix="spikeport-if"))
+    workers = max(1, torch.get_num_threads() - 1)
+    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers != workers:
+        _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="spikeport-if"))
     return _pool[1]
 
 
@@ -68,15 +70,16 @@ class IFKernel:
         """`v` (batch, *shape) updated in place from `x` (T, batch, *shape), spikes written to `out` (like `x`),
         spike counts added to `counts` (batch, *shape); parameters in v's dtype."""
         steps, batch, size = len(x), len(v), self.size
-        arrays = (v.view(batch, size).numpy(), x.reshape(steps, batch, size).numpy(),
-                  out.view(steps, batch, size).numpy(), counts.view(batch, size).numpy())
+        v_, x_ = v.view(batch, size).numpy(), x.reshape(steps, batch, size).numpy()
+        out_, counts_ = out.view(steps, batch, size).numpy(), counts.view(batch, size).numpy()
         parts = max(1, min(torch.get_num_threads(), steps * batch * size // MIN_PER_THREAD, batch))
-        bounds = np.linspace(0, batch, parts + 1).astype(int)
-        slices = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
-        run = lambda b: _if_chunk(arrays[0][b], arrays[1][:, b], *self.params, arrays[2][:, b],  # noqa: E731
-                                  arrays[3][b], self.unit_r, self.subtract)
         if parts == 1:
-            run(slices[0])
+            _if_chunk(v_, x_, *self.params, out_, counts_, self.unit_r, self.subtract)
             return
-        for done in [_threads().submit(run, b) for b in slices]:
+        run = lambda b: _if_chunk(v_[b], x_[:, b], *self.params, out_[:, b], counts_[b],  # noqa: E731
+                                  self.unit_r, self.subtract)
+        cuts = [batch * i // parts for i in range(parts + 1)]
+        others = [_threads().submit(run, slice(lo, hi)) for lo, hi in zip(cuts[1:-1], cuts[2:])]
+        run(slice(0, cuts[1]))   # the calling thread takes the first part
+        for done in others:
             done.result()
