@@ -114,8 +114,8 @@ def main(argv=None) -> None:
         f"Machine: {machine()}, torch {torch.__version__}, torch.set_num_threads(2)",
         "",
         "The untrained digits CNN converted by maxnorm, layer mode with the default chunking (max_elements =",
-        f"2^{DEFAULT_MAX_ELEMENTS.bit_length() - 1} per tensor), every point in a fresh process; memory is the rise of the "
-        "process's peak resident set during the three timed runs.",
+        f"2^{DEFAULT_MAX_ELEMENTS.bit_length() - 1} per tensor), every point in a fresh process; memory is the rise of",
+        "the process's peak resident set during the three timed runs.",
         "",
         markdown_table(fmt(by_t), cols),
         "",
