@@ -44,16 +44,16 @@ def applies(x: torch.Tensor, *written: torch.Tensor) -> bool:
 
 
 MIN_PER_THREAD = 1 << 20   # neuron updates per thread below which splitting cost more than it saved
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: tuple[tuple[int, int], ThreadPoolExecutor] | None = None   # ((pid, workers), pool)
 
 
 def _threads() -> ThreadPoolExecutor:
     """A pool of torch.get_num_threads() - 1 threads (the caller is the other), made afresh in a forked child
     (threads do not survive fork)."""
     global _pool
-    workers = max(1, torch.get_num_threads() - 1)
-    if _pool is None or _pool[0] != os.getpid() or _pool[1]._max_workers != workers:
-        _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="spikeport-if"))
+    key = (os.getpid(), max(1, torch.get_num_threads() - 1))
+    if _pool is None or _pool[0] != key:
+        _pool = (key, ThreadPoolExecutor(key[1], thread_name_prefix="spikeport-if"))
     return _pool[1]
 
 

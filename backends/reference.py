@@ -105,7 +105,6 @@ class _Lowering:
             return Op(lambda s, x: neurons.snm_step(s, x, snm),
                       init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True, signed=True)
         p = neurons.IFParams(self.t(node.r), self.t(node.v_threshold), self.t(node.v_reset), sem.reset == "subtract")
-        unit_r = bool((p.r == 1).all())
         kernel = kernels.IFKernel(*p[:3], self.view.shape(name), subtract=p.subtract)
 
         def steps_into(v, x, out, counts):
@@ -113,7 +112,7 @@ class _Lowering:
                 kernel(v, x, out, counts)
                 return v
             for t in range(len(x)):
-                v = neurons.if_step_into(v, x[t], p, out[t], unit_r)
+                v = neurons.if_step_into(v, x[t], p, out[t], kernel.unit_r)
             counts += out.sum(0)
             return v
         return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True, steps_into=steps_into)

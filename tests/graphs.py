@@ -33,6 +33,15 @@ def mlp(w1, b1, w2, b2, threshold=1.0, v_init=None, reset="subtract") -> nir.NIR
     )
 
 
+def avgpool_only() -> nir.NIRGraph:
+    """Input (1, 4, 4) -> AvgPool2d 2x2 -> Output: a node type the netx and Norse backends refuse."""
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+               "pool": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+               "output": nir.Output(output_type={"output": np.array([1, 2, 2])})},
+        edges=[("input", "pool"), ("pool", "output")], type_check=False)
+
+
 def single_if(n: int, threshold, v_init=None, reset="subtract") -> nir.NIRGraph:
     """Input -> Linear(identity) -> IF -> Output: the IF layer sees the input as its current."""
     return nir.NIRGraph(

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import backends
 from backends.netx import export_netx, import_netx
-from tests.graphs import mlp
+from tests.graphs import avgpool_only, mlp
 
 
 def _int_mlp(seed: int, threshold=6.0, reset="zero"):
@@ -65,13 +65,8 @@ def test_inexpressible_graphs_are_refused_naming_the_node(tmp_path):
                    ("extra", "out"), ("out", "output")]
     with pytest.raises(backends.Unsupported, match="node 'fc2' has fan-in or fan-out"):
         export_netx(graph, tmp_path / "b.h5")
-    pooled = nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
-               "pool": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
-               "output": nir.Output(output_type={"output": np.array([1, 2, 2])})},
-        edges=[("input", "pool"), ("pool", "output")], type_check=False)
     with pytest.raises(backends.Unsupported, match="node 'pool' has type AvgPool2d"):
-        export_netx(pooled, tmp_path / "c.h5")
+        export_netx(avgpool_only(), tmp_path / "c.h5")
 
 
 def test_leaky_netx_neurons_are_not_imported(tmp_path):
