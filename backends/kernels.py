@@ -13,13 +13,15 @@ import torch
 
 
 @numba.njit(nogil=True, cache=True)
-def _if_chunk(v, x, r, threshold, v_reset, out, counts, unit_r, subtract):  # pragma: no cover (compiled)
-    """v (B, S), x and out (T, B, S), r/threshold/v_reset (S,), counts (B, S): all steps of one chunk.
-    Branch-free inner loops (selects), which LLVM vectorizes."""
+def _if_chunk(v, x, r, threshold, v_reset, out, counts, rows, unit_r, subtract):  # pragma: no cover (compiled)
+    """v (B, S), x and out (T, B, S), r/threshold/v_reset (S,), counts (B, S), rows (T, B): all steps of one
+    chunk; rows[t, b] gets the number of spikes of sample b at step t. Branch-free inner loops (selects),
+    which LLVM vectorizes."""
     steps, batch, size = x.shape
     for t in range(steps):
         for b in range(batch):
             vb, xb, ob, cb = v[b], x[t, b], out[t, b], counts[b]
+            n = 0
             if subtract:
                 for s in range(size):
                     vv = vb[s] + (xb[s] if unit_r else r[s] * xb[s])
@@ -27,6 +29,7 @@ def _if_chunk(v, x, r, threshold, v_reset, out, counts, unit_r, subtract):  # pr
                     vb[s] = vv - threshold[s] if fired else vv
                     ob[s] = fired
                     cb[s] += fired
+                    n += fired
             else:
                 for s in range(size):
                     vv = vb[s] + (xb[s] if unit_r else r[s] * xb[s])
@@ -34,13 +37,13 @@ def _if_chunk(v, x, r, threshold, v_reset, out, counts, unit_r, subtract):  # pr
                     vb[s] = v_reset[s] if fired else vv
                     ob[s] = fired
                     cb[s] += fired
+                    n += fired
+            rows[t, b] = n
 
 
-def applies(x: torch.Tensor, *written: torch.Tensor) -> bool:
-    """Whether the kernel can run: every tensor on the CPU in float32 or float64, the written ones contiguous
-    (the input current `x` may be a view, e.g. one step expanded over T)."""
-    return all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in (x, *written)) \
-        and all(t.is_contiguous() for t in written)
+def supports(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the kernel runs tensors of this device and dtype: the CPU, float32 or float64."""
+    return device.type == "cpu" and dtype in (torch.float32, torch.float64)
 
 
 MIN_PER_THREAD = 1 << 20   # neuron updates per thread below which splitting cost more than it saved
@@ -66,17 +69,21 @@ class IFKernel:
         self.params, self.size = flat, int(np.prod(shape))
         self.unit_r, self.subtract = bool((flat[0] == 1).all()), subtract
 
-    def __call__(self, v: torch.Tensor, x: torch.Tensor, out: torch.Tensor, counts: torch.Tensor) -> None:
+    def __call__(self, v: torch.Tensor, x: torch.Tensor, out: torch.Tensor, counts: torch.Tensor,
+                 rows: torch.Tensor) -> None:
         """`v` (batch, *shape) updated in place from `x` (T, batch, *shape), spikes written to `out` (like `x`),
-        spike counts added to `counts` (batch, *shape); parameters in v's dtype."""
+        spike counts added to `counts` (batch, *shape), spikes per (step, sample) written to `rows` (T, batch,
+        int32). Tensors on the CPU (`supports`), the written ones contiguous; `x` may be any view of its
+        shape (e.g. one step expanded over T); parameters in v's dtype."""
         steps, batch, size = len(x), len(v), self.size
         v_, x_ = v.view(batch, size).numpy(), x.reshape(steps, batch, size).numpy()
         out_, counts_ = out.view(steps, batch, size).numpy(), counts.view(batch, size).numpy()
+        rows_ = rows.numpy()
         parts = max(1, min(torch.get_num_threads(), steps * batch * size // MIN_PER_THREAD, batch))
         if parts == 1:
-            _if_chunk(v_, x_, *self.params, out_, counts_, self.unit_r, self.subtract)
+            _if_chunk(v_, x_, *self.params, out_, counts_, rows_, self.unit_r, self.subtract)
             return
-        run = lambda b: _if_chunk(v_[b], x_[:, b], *self.params, out_[:, b], counts_[b],  # noqa: E731
+        run = lambda b: _if_chunk(v_[b], x_[:, b], *self.params, out_[:, b], counts_[b], rows_[:, b],  # noqa: E731
                                   self.unit_r, self.subtract)
         cuts = [batch * i // parts for i in range(parts + 1)]
         others = [_threads().submit(run, slice(lo, hi)) for lo, hi in zip(cuts[1:-1], cuts[2:])]

@@ -26,13 +26,14 @@ SUPPORTED = KNOWN_TYPES
 class Op:
     """One node lowered to torch: `step(state, x) -> (state, y)`; `spiking` marks outputs that are spikes.
 
-    `steps_into(state, x, out, counts) -> state`, where given, computes the same steps for all T of `x`
-    (T, batch, ...) in place: state updated, outputs written into `out`, spike counts added to `counts`;
-    layer mode uses it, step mode keeps the pure `step`.
+    `steps_into(state, x, out, counts, rows) -> state`, where given, computes the same steps for all T of
+    `x` (T, batch, ...) in place: state updated, outputs written into `out`, spike counts added to `counts`
+    (batch, ...), spikes per (step, sample) written into `rows` (T, batch; int32); layer mode uses it, step
+    mode keeps the pure `step`.
     """
 
     step: Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]]
-    steps_into: Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor], Any] | None = None
+    steps_into: Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], Any] | None = None
     init: Callable[[int], Any] = lambda batch: None
     spiking: bool = False
     integrator: bool = False
@@ -107,15 +108,19 @@ class _Lowering:
         p = neurons.IFParams(self.t(node.r), self.t(node.v_threshold), self.t(node.v_reset), sem.reset == "subtract")
         kernel = kernels.IFKernel(*p[:3], self.view.shape(name), subtract=p.subtract)
 
-        def steps_into(v, x, out, counts):
-            if kernels.applies(x, v, out, counts):
-                kernel(v, x, out, counts)
-                return v
+        def steps_in_torch(v, x, out, counts, rows):
             for t in range(len(x)):
                 v = neurons.if_step_into(v, x[t], p, out[t], kernel.unit_r)
             counts += out.sum(0)
+            rows.copy_(out.flatten(2).sum(2))
             return v
-        return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True, steps_into=steps_into)
+
+        def steps_in_kernel(v, x, out, counts, rows):
+            kernel(v, x, out, counts, rows)
+            return v
+        fast = kernels.supports(self.device, self.dtype)
+        return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True,
+                  steps_into=steps_in_kernel if fast else steps_in_torch)
 
     def lif(self, name, node) -> Op:
         sem, v0 = self._v0(name, node)
@@ -307,33 +312,32 @@ class ReferenceBackend:
             # a weighted node fed by one spiking node (directly or through Flatten) receives as many events as
             # that node sent spikes
             events_from = {n: src for n in events if (src := _spiking_source(view, ops, n)) is not None}
-            # convolutions skip silent slices; fed by unsigned spikes (>= 0), a slice is silent when its sum is 0
-            skippable = {n: n in events_from and not ops[events_from[n]].signed
-                         for n in view.order if isinstance(view.node(n), nir.Conv2d)}
+            # convolutions fed by spikes skip the (step, sample) slices in which their source fired nothing
+            skippable = {n: events_from[n] for n in events_from if isinstance(view.node(n), nir.Conv2d)}
             # a GEMM's rounding can depend on its row count (BLAS blocking): one call per step, as in step mode
             per_step = {n for n in view.order if isinstance(view.node(n), (nir.Linear, nir.Affine))}
+            # per non-constant node: its op, inputs, whether any input varies, the inputs it reads last
+            plan = [(n, ops[n], view.preds[n], any(p not in const for p in view.preds[n]),
+                     [p for p in view.preds[n] if last_use[p] == n]) for n in view.order if n not in const]
             buffers = _Buffers()
             total = None
             for t0 in range(0, T, step_chunk):
                 tc = min(step_chunk, T - t0)
                 values: dict[str, torch.Tensor] = {}   # non-constant nodes: (tc, batch, *shape)
-                for n in view.order:
-                    if n in const:
-                        continue
-                    varying = [values[p] for p in view.preds[n] if p not in const]
-                    inp = _sum(values[p] if p not in const else fixed[p] for p in view.preds[n])
+                rows: dict[str, torch.Tensor] = {}     # spiking nodes: spikes per (step, sample), (tc, batch)
+                for n, op, preds, varying, frees in plan:
+                    inp = _sum(fixed[p] if p in const else values[p] for p in preds)
                     if not varying:   # a neuron fed only by constants
                         inp = inp.unsqueeze(0).expand(tc, *inp.shape)
-                    for p in view.preds[n]:
-                        if last_use.get(p) == n:
-                            values.pop(p, None)   # bounded memory: free a chunk once its last reader ran
+                    for p in frees:
+                        values.pop(p, None)   # bounded memory: free a chunk once its last reader ran
                     if n in events and n not in events_from:
                         events[n] += (inp != 0).sum((0, 1))
-                    op = ops[n]
                     if op.spiking or op.integrator:
                         out = buffers.take(n, inp) if op.spiking else torch.empty_like(inp)
                         if op.steps_into is not None:
-                            states[n] = op.steps_into(states[n], inp, out, counts[n])
+                            rows[n] = torch.empty(tc, batch, dtype=torch.int32, device=inp.device)
+                            states[n] = op.steps_into(states[n], inp, out, counts[n], rows[n])
                         else:
                             state = states[n]
                             for t in range(tc):
@@ -341,15 +345,16 @@ class ReferenceBackend:
                             states[n] = state
                             if op.spiking:
                                 counts[n] += (out.abs() if op.signed else out).sum(0)
+                                rows[n] = (out != 0).flatten(2).sum(2)
                         values[n] = out
                         if record and op.spiking:
                             trains[n].append(out.transpose(0, 1).to("cpu", copy=True))   # `out` is reused
                     else:
                         flat = inp.reshape(tc * batch, *inp.shape[2:])
                         if n in per_step:
-                            y = torch.cat([op.step(None, xt.clone())[1] for xt in flat.split(batch)])
+                            y = _per_step(op, flat, batch)
                         else:
-                            y = _stateless(op, flat, n in skippable, skippable.get(n, False))
+                            y = _stateless(op, flat, rows[skippable[n]].reshape(-1) != 0 if n in skippable else None)
                         values[n] = y.reshape(tc, batch, *y.shape[1:])
                 y = fixed[view.output] if view.output in const else values[view.output]
                 if out_is_state:
@@ -395,15 +400,12 @@ def _spiking_source(view: GraphView, ops: dict[str, Op], name: str) -> str | Non
 SILENT_SKIP_FRACTION = 0.1
 
 
-def _stateless(op: Op, x: torch.Tensor, skip_silent: bool, nonnegative: bool = False) -> torch.Tensor:
-    """`op` on a (T*batch, ...) stack of inputs. With `skip_silent`, when at least SILENT_SKIP_FRACTION of
-    the slices are all zero (steps at which a sample's whole input layer is silent), only the others are
-    computed and the silent ones get op(0) (the bias: exact, as 0*w sums to zero for finite weights).
-    `nonnegative` inputs are tested by their sum (no temporary; any() or aminmax on floats took 15-25x
-    longer), others by their largest magnitude."""
-    if skip_silent:
-        flat = x.flatten(1)
-        active = (flat.sum(1) if nonnegative else flat.abs().amax(1)) != 0
+def _stateless(op: Op, x: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+    """`op` on a (T*batch, ...) stack of inputs. Given `active` (per slice: whether its input has a non-zero),
+    when at least SILENT_SKIP_FRACTION of the slices are silent (steps at which a sample's whole input layer
+    is silent), only the others are computed and the silent ones get op(0) (the bias: exact, as 0*w sums to
+    zero for finite weights)."""
+    if active is not None:
         n_active = int(active.sum())
         if n_active <= (1 - SILENT_SKIP_FRACTION) * len(x):
             _, y0 = op.step(None, x[:1].new_zeros(1, *x.shape[1:]))
@@ -412,6 +414,14 @@ def _stateless(op: Op, x: torch.Tensor, skip_silent: bool, nonnegative: bool = F
                 y[active] = op.step(None, x[active])[1]
             return y
     return op.step(None, x)[1]
+
+
+def _per_step(op: Op, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """`op` on a (T*batch, ...) stack one step (`batch` rows) at a time, each step's rows 64-byte aligned as a
+    fresh tensor is (copied where they are not), so that BLAS rounds as it does in step mode."""
+    steps = [xt if xt.data_ptr() % 64 == 0 else xt.clone() for xt in x.split(batch)]
+    ys = [op.step(None, xt)[1] for xt in steps]
+    return ys[0] if len(ys) == 1 else torch.cat(ys)
 
 
 def _sum(tensors):

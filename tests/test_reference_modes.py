@@ -215,24 +215,27 @@ def test_fused_if_kernel_equals_pure_if_steps(seed, subtract, unit_r, per_neuron
     x = grid(1, batch, *shape).expand(T, batch, *shape) if expanded else grid(T, batch, *shape)
     v_pure = grid(batch, *shape)
     v_fast, out, counts = v_pure.clone(), torch.empty(T, batch, *shape, dtype=dtype), torch.zeros(batch, *shape)
-    assert kernels.applies(x, v_fast, out, counts)
+    rows = torch.full((T, batch), -1, dtype=torch.int32)
+    assert kernels.supports(x.device, dtype)
     # min_per_thread 1: the batch split over three threads (the kernel releases the GIL)
     with mock.patch.object(kernels, "MIN_PER_THREAD", min_per_thread), \
             mock.patch.object(kernels.torch, "get_num_threads", lambda: 3):
-        kernels.IFKernel(*p[:3], shape, subtract=subtract)(v_fast, x, out, counts)
+        kernels.IFKernel(*p[:3], shape, subtract=subtract)(v_fast, x, out, counts, rows)
     want = []
     for t in range(T):
         v_pure, z = neurons.if_step(v_pure, x[t], p)
         want.append(z)
-    assert torch.equal(torch.stack(want), out) and torch.equal(v_pure, v_fast)
-    assert torch.equal(counts, torch.stack(want).sum(0).float())
+    want = torch.stack(want)
+    assert torch.equal(want, out) and torch.equal(v_pure, v_fast)
+    assert torch.equal(counts, want.sum(0).float())
+    assert rows.tolist() == [[int(want[t, b].sum()) for b in range(batch)] for t in range(T)]
 
 
 def test_without_the_kernel_layer_mode_still_equals_step_mode(monkeypatch):
     """Where the kernel does not apply (CUDA, other dtypes), layer mode falls back to the in-place torch step."""
     calls = []
     monkeypatch.setattr(kernels.IFKernel, "__call__", lambda *a, **k: calls.append(1))
-    monkeypatch.setattr(kernels, "applies", lambda *tensors: False)
+    monkeypatch.setattr(kernels, "supports", lambda device, dtype: False)
     x = np.random.default_rng(1).uniform(-1, 1.5, (7, 2, 6, 6)).astype(np.float32)
     runs = run_all(residual_graph("if-subtract"), x, 13, batch_size=4)
     assert not calls and sum(runs[0].spike_counts.values()).sum() > 0
@@ -251,12 +254,12 @@ def test_silent_slices_skip_the_conv_and_give_its_exact_output():
         return state, torch.nn.functional.conv2d(x, w, b, padding=1)
     x = torch.as_tensor(rng.integers(0, 2, (10, 2, 5, 5)), dtype=torch.float32)
     x[[0, 3, 4, 7]] = 0
-    y = _stateless(Op(conv), x, skip_silent=True)
+    y = _stateless(Op(conv), x, active=x.flatten(1).abs().amax(1) != 0)
     assert seen == [1, 6]   # op(0) once, then the six active slices
     torch.testing.assert_close(y, torch.nn.functional.conv2d(x, w, b, padding=1), rtol=0, atol=1e-6)
     assert torch.equal(y[0], b[:, None, None].expand(3, 5, 5))
     seen.clear()
-    _stateless(Op(conv), x[[1, 2]], skip_silent=True)
+    _stateless(Op(conv), x[[1, 2]], active=torch.ones(2, dtype=torch.bool))
     assert seen == [2]      # nothing silent: one dense call
 
 
