@@ -46,7 +46,7 @@ def supports(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cpu" and dtype in (torch.float32, torch.float64)
 
 
-MIN_PER_THREAD = 1 << 20   # neuron updates per thread below which splitting cost more than it saved
+MIN_PER_THREAD = 1 << 20   # neuron updates per thread (~0.3 ms) below which splitting cost more than it saved
 _pool: tuple[tuple[int, int], ThreadPoolExecutor] | None = None   # ((pid, workers), pool)
 
 
@@ -56,7 +56,7 @@ def _threads() -> ThreadPoolExecutor:
     global _pool
     key = (os.getpid(), max(1, torch.get_num_threads() - 1))
     if _pool is None or _pool[0] != key:
-        _pool = (key, ThreadPoolExecutor(key[1], thread_name_prefix="spikeport-if"))
+        _pool = (key, ThreadPoolExecutor(key[1], thread_name_prefix="spikeport"))
     return _pool[1]
 
 
@@ -79,14 +79,17 @@ class IFKernel:
         v_, x_ = v.view(batch, size).numpy(), x.reshape(steps, batch, size).numpy()
         out_, counts_ = out.view(steps, batch, size).numpy(), counts.view(batch, size).numpy()
         rows_ = rows.numpy()
-        parts = max(1, min(torch.get_num_threads(), steps * batch * size // MIN_PER_THREAD, batch))
-        if parts == 1:
-            _if_chunk(v_, x_, *self.params, out_, counts_, rows_, self.unit_r, self.subtract)
-            return
-        run = lambda b: _if_chunk(v_[b], x_[:, b], *self.params, out_[:, b], counts_[b], rows_[:, b],  # noqa: E731
-                                  self.unit_r, self.subtract)
-        cuts = [batch * i // parts for i in range(parts + 1)]
-        others = [_threads().submit(run, slice(lo, hi)) for lo, hi in zip(cuts[1:-1], cuts[2:])]
-        run(slice(0, cuts[1]))   # the calling thread takes the first part
-        for done in others:
-            done.result()
+        split_rows(lambda b: _if_chunk(v_[b], x_[:, b], *self.params, out_[:, b], counts_[b], rows_[:, b],
+                                       self.unit_r, self.subtract), batch, steps * batch * size / MIN_PER_THREAD)
+
+
+def split_rows(run, rows: int, shares: float) -> None:
+    """`run(slice)` over `rows` independent rows, split over at most torch.get_num_threads() threads, each with
+    at least one of the `shares` (work / the least worth a thread); `run` must release the GIL. The calling
+    thread takes the first part."""
+    parts = max(1, min(torch.get_num_threads(), int(shares), rows))
+    cuts = [rows * i // parts for i in range(parts + 1)]
+    others = [_threads().submit(run, slice(lo, hi)) for lo, hi in zip(cuts[1:-1], cuts[2:])]
+    run(slice(0, cuts[1]))
+    for done in others:
+        done.result()

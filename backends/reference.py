@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from backends import events as scatter
 from backends import fixedpoint, kernels, neurons
 from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
 from backends.nirext import NEURON_TYPES, neuron_semantics
@@ -38,6 +39,7 @@ class Op:
     spiking: bool = False
     integrator: bool = False
     signed: bool = False   # spikes may be -1 (signed-memory); otherwise they are 0/1 and |z| = z
+    events: Any = None     # a weighted node's event-driven form (backends.events), where it can beat dense
 
 
 def _pair(value) -> tuple[int, int]:
@@ -71,13 +73,22 @@ class _Lowering:
     def affine(self, name, node) -> Op:
         w = self.t(node.weight)
         b = self.t(node.bias) if isinstance(node, nir.Affine) else None
-        return Op(lambda s, x: (s, F.linear(x, w, b)))
+        return Op(lambda s, x: (s, F.linear(x, w, b)), events=self._events(lambda: scatter.EventLinear(w, b)))
 
     def conv2d(self, name, node) -> Op:
         w, b = self.t(node.weight), self.t(node.bias)
         padding = node.padding if isinstance(node.padding, str) else _pair(node.padding)
         kw = dict(stride=_pair(node.stride), padding=padding, dilation=_pair(node.dilation), groups=int(node.groups))
-        return Op(lambda s, x: (s, F.conv2d(x, w, b, **kw)))
+        in_shape = self.view.shape(self.view.preds[name][0])
+        events = None if isinstance(padding, str) else self._events(lambda: scatter.EventConv(w, b, in_shape, **kw))
+        return Op(lambda s, x: (s, F.conv2d(x, w, b, **kw)), events=events)
+
+    def _events(self, build):
+        """The event-driven form of a weighted node, on the CPU and where the cost model lets it ever pay."""
+        if not kernels.supports(self.device, self.dtype):
+            return None
+        events = build()
+        return events if events.spike_limit(1) > 0 else None
 
     def pool(self, name, node) -> Op:
         kw = dict(kernel_size=_pair(node.kernel_size), stride=_pair(node.stride), padding=_pair(node.padding))
@@ -189,7 +200,11 @@ class ReferenceBackend:
         step in place, step by step), other neuron nodes as a loop over T; T is cut in chunks so that no
         (chunk*batch, *node shape) tensor has more than `max_elements` elements (at least one step is
         always taken).
-    In both, nodes whose inputs are all time-constant (`constant_nodes`) are computed once per batch.
+    In both, nodes whose inputs are all time-constant (`constant_nodes`) are computed once per batch, and a
+    Conv2d or Linear/Affine node with an event-driven form (`backends.events`, on the CPU, for layers where it
+    can pay) computes a step event-driven when that step's non-zero inputs over the batch are below the cost
+    model's limit, densely otherwise: the choice depends only on the step's input, so both modes make it alike
+    (its sums are taken in input order, so they can differ from dense compute in the last bit).
     """
 
     name = "reference"
@@ -283,7 +298,11 @@ class ReferenceBackend:
                         continue
                     inp = _sum(values[p] for p in view.preds[n])
                     if n in events:
-                        events[n] += (inp != 0).sum(0)
+                        nonzero = (inp != 0).sum(0)
+                        events[n] += nonzero
+                        if ops[n].events is not None and ops[n].events.pays(int(nonzero.sum()), len(inp)):
+                            values[n] = ops[n].events(inp)
+                            continue
                     states[n], values[n] = ops[n].step(states[n], inp)
                 for n in spiking:
                     counts[n] += values[n].abs()
@@ -351,10 +370,13 @@ class ReferenceBackend:
                             trains[n].append(out.transpose(0, 1).to("cpu", copy=True))   # `out` is reused
                     else:
                         flat = inp.reshape(tc * batch, *inp.shape[2:])
-                        if n in per_step:
-                            y = _per_step(op, flat, batch)
-                        else:
-                            y = _stateless(op, flat, rows[skippable[n]].reshape(-1) != 0 if n in skippable else None)
+                        sparse = None
+                        if op.events is not None:   # per step: the cost model on the step's non-zero inputs
+                            nonzero = rows[events_from[n]].sum(1) if n in events_from else \
+                                (inp != 0).reshape(tc, -1).sum(1)
+                            sparse = nonzero < op.events.spike_limit(batch)
+                        active = rows[skippable[n]].reshape(-1) != 0 if n in skippable else None
+                        y = _weighted(op, flat, batch, sparse, active, n in per_step)
                         values[n] = y.reshape(tc, batch, *y.shape[1:])
                 y = fixed[view.output] if view.output in const else values[view.output]
                 if out_is_state:
@@ -414,6 +436,23 @@ def _stateless(op: Op, x: torch.Tensor, active: torch.Tensor | None = None) -> t
                 y[active] = op.step(None, x[active])[1]
             return y
     return op.step(None, x)[1]
+
+
+def _weighted(op: Op, x: torch.Tensor, batch: int, sparse: torch.Tensor | None, active: torch.Tensor | None,
+              per_step: bool) -> torch.Tensor:
+    """A stateless node on a (T*batch, ...) stack: the steps marked in `sparse` (T,) by its event-driven form,
+    the others dense (`_per_step` or `_stateless`, which skips the slices not `active`)."""
+    def dense(rows, act):
+        return _per_step(op, rows, batch) if per_step else _stateless(op, rows, act)
+    if sparse is None or not bool(sparse.any()):
+        return dense(x, active)
+    if bool(sparse.all()):
+        return op.events(x)
+    by_row = sparse.repeat_interleave(batch)
+    y = x.new_empty(len(x), *op.events.out_shape)
+    y[by_row] = op.events(x[by_row])
+    y[~by_row] = dense(x[~by_row], None if active is None else active[~by_row])
+    return y
 
 
 def _per_step(op: Op, x: torch.Tensor, batch: int) -> torch.Tensor:
