@@ -107,7 +107,8 @@ class _Lowering:
     def _v0(self, name, node):
         sem = neuron_semantics(name, node)
         shape = self.view.shape(name)
-        v_init = self.t(sem.v_init) if sem.v_init is not None else torch.zeros(shape, dtype=self.dtype, device=self.device)
+        v_init = self.t(sem.v_init) if sem.v_init is not None else \
+            torch.zeros(shape, dtype=self.dtype, device=self.device)
         return sem, (lambda batch: v_init.expand(batch, *shape).clone())
 
     def if_(self, name, node) -> Op:

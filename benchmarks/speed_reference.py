@@ -2,9 +2,9 @@
 
 Run: .venv/bin/python -m benchmarks.speed_reference  (writes the 'speed-reference' section of docs/benchmarks.md)
 
-Every figure is measured in this one run on this machine with torch.set_num_threads(2): the ANN forward,
-reference mode="step" and mode="layer", and Norse (norse.torch.from_nir through backends.norse) on the same
-batch, each the median of `--repeats` runs.
+Every figure is measured in this one run on this machine, with torch.set_num_threads(2) (the digits CNN also with
+1): the ANN forward, reference mode="step" and mode="layer", and Norse (norse.torch.from_nir through
+backends.norse) on the same batch, each the median of `--repeats` rounds.
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from pipeline.report import markdown_table
 COMMAND = ".venv/bin/python -m benchmarks.speed_reference"
 
 
-def _interleaved_medians(fns: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median seconds of each callable, timed in rounds that run every callable once, so that a slow phase of
-    the machine hits all of them alike (the first calls are slow: oneDNN primitive creation, allocator)."""
+def _interleaved_times(fns: dict, repeats: int, warmup: int = 2) -> dict:
+    """Seconds of each callable per round, in rounds that run every callable once, so that a slow phase of the
+    machine hits all of them alike (the first calls are slow: oneDNN primitive creation, allocator)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -39,7 +39,13 @@ def _interleaved_medians(fns: dict, repeats: int, warmup: int = 2) -> dict:
             start = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def _ratio(times: dict, key: str, base: str) -> tuple[float, float, float]:
+    """Median and quartiles over rounds of times[key] / times[base] taken in the same round."""
+    q1, median, q3 = statistics.quantiles([a / b for a, b in zip(times[key], times[base])], n=4)
+    return median, q1, q3
 
 
 def norse_runnable(graph: nir.NIRGraph) -> nir.NIRGraph:
@@ -57,7 +63,7 @@ def norse_runnable(graph: nir.NIRGraph) -> nir.NIRGraph:
     return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=graph.metadata, type_check=False)
 
 
-def measure(label: str, model: torch.nn.Module, graph, x: torch.Tensor, T: int, repeats: int) -> dict:
+def measure(label: str, model: torch.nn.Module, graph, x: torch.Tensor, T: int, repeats: int, threads: int = 2) -> dict:
     ref, norse = backends.get("reference"), backends.get("norse")
     xn = x.numpy()
     norse_graph = norse_runnable(graph)
@@ -72,13 +78,15 @@ def measure(label: str, model: torch.nn.Module, graph, x: torch.Tensor, T: int, 
            "layer": lambda: runs.__setitem__("layer", ref.run(graph, xn, T, batch_size=len(x), mode="layer")),
            "norse": lambda: runs.__setitem__("norse", norse.run(norse_graph, xn, T, batch_size=len(x),
                                                                   approximate=True))}
-    t = _interleaved_medians(fns, repeats)
-    row = {"workload": label, "batch": len(x), "T": T, "T x ANN forward (s)": f"{t['ann']:.4f}"}
+    torch.set_num_threads(threads)
+    times = _interleaved_times(fns, repeats)
+    t = {k: statistics.median(v) for k, v in times.items()}
+    row = {"workload": label, "threads": threads, "batch": len(x), "T": T, "T x ANN forward (s)": f"{t['ann']:.4f}"}
     for mode in ("step", "layer"):
         row[f"{mode} (s)"] = f"{t[mode]:.4f}"
-        row[f"{mode} / (T x ANN)"] = f"{t[mode] / t['ann']:.3f}"
+        row[f"{mode} / (T x ANN)"] = "{:.3f} ({:.3f}-{:.3f})".format(*_ratio(times, mode, "ann"))
     row["Norse (s)"] = f"{t['norse']:.4f}"
-    row["Norse / layer"] = f"{t['norse'] / t['layer']:.2f}"
+    row["Norse / layer"] = "{:.2f} ({:.2f}-{:.2f})".format(*_ratio(times, "norse", "layer"))
     same = (runs["step"].outputs == runs["layer"].outputs).all() and all(
         (runs["step"].spike_counts[k] == runs["layer"].spike_counts[k]).all() for k in runs["step"].spike_counts)
     row["step == layer"] = "yes" if same else "NO"
@@ -88,18 +96,18 @@ def measure(label: str, model: torch.nn.Module, graph, x: torch.Tensor, T: int, 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--T", type=int, default=32)
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch docs/benchmarks.md")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
     torch.manual_seed(0)
     rows = []
 
     digits = load_dataset("digits", seed=0)
     cnn = build_model("digits-cnn", digits.input_shape, digits.num_classes).eval()
     g = convert(cnn, digits.input_shape, digits.train_x, method="maxnorm")
-    rows.append(measure(f"digits-cnn (untrained), test split", cnn, g, digits.test_x, args.T, args.repeats))
+    for threads in (2, 1):
+        rows.append(measure("digits-cnn (untrained), test split", cnn, g, digits.test_x, args.T, args.repeats, threads))
 
     vgg = build_model("vgg16", (3, 32, 32), 10).eval()
     g = convert(vgg, (3, 32, 32), torch.rand(64, 3, 32, 32), method="maxnorm")
@@ -109,9 +117,12 @@ def main(argv=None) -> None:
         "## Reference simulator speed against the dense floor",
         "",
         f"Command: `{COMMAND}`  ",
-        f"Machine: {machine()}, torch {torch.__version__}, torch.set_num_threads(2)  ",
+        f"Machine: {machine()}, torch {torch.__version__}, torch.set_num_threads(threads) as in the table  ",
         f"Each time is the median of {args.repeats} rounds after two warm-up calls; a round runs T ANN forwards, the",
         "reference in both modes and Norse once each, so a slow phase of the (shared, noisy) machine hits all alike.",
+        "Each ratio is the median over rounds of the two times taken in the same round, with its quartiles in",
+        "parentheses. On this virtual machine the digits ratio has moved between runs of the same code by more",
+        "than its quartiles: read it with that spread.",
         "",
         "The floor for a time-stepped SNN on dense hardware is T x the ANN forward on the same batch; the",
         "ratio columns are simulator time / (T x ANN forward). Models are untrained, converted by maxnorm",
