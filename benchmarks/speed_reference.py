@@ -2,9 +2,9 @@
 
 Run: .venv/bin/python -m benchmarks.speed_reference  (writes the 'speed-reference' section of docs/benchmarks.md)
 
-Every figure is measured in this one run on this machine, with torch.set_num_threads(2) (the digits CNN also with
-1): the ANN forward, reference mode="step" and mode="layer", and Norse (norse.torch.from_nir through
-backends.norse) on the same batch, each the median of `--repeats` rounds.
+Every figure is measured in this one run on this machine, with torch.set_num_threads(2) and with (1): the ANN
+forward, reference mode="step" and mode="layer", and Norse (norse.torch.from_nir through backends.norse) on the
+same batch, each the median of `--repeats` rounds.
 """
 from __future__ import annotations
 
@@ -111,7 +111,9 @@ def main(argv=None) -> None:
 
     vgg = build_model("vgg16", (3, 32, 32), 10).eval()
     g = convert(vgg, (3, 32, 32), torch.rand(64, 3, 32, 32), method="maxnorm")
-    rows.append(measure("vgg16 (untrained), CIFAR shape", vgg, g, torch.rand(32, 3, 32, 32), args.T, args.repeats))
+    x = torch.rand(32, 3, 32, 32)
+    for threads in (2, 1):
+        rows.append(measure("vgg16 (untrained), CIFAR shape", vgg, g, x, args.T, args.repeats, threads))
 
     body = "\n".join([
         "## Reference simulator speed against the dense floor",
