@@ -47,6 +47,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         v = torch.ones(2)
         ata_update(v, torch.zeros(2), torch.tensor([[0.0, 0.0], [1.0, 0.0]])[rank], epsilon=0.3)
         torch.save(v, f"{out_dir}/ata{rank}.pt")
+        dist.barrier()   # neither rank tears gloo down while the other still has it in use (seen: SIGABRT at exit)
     finally:
         dist.destroy_process_group()
 
