@@ -103,7 +103,9 @@ class _Scatter:
         saved = (DENSE_NS_PER_MAC * self.macs - EVENT_NS_PER_ELEMENT * (self.inputs + self.outputs)) * rows
         return saved / (EVENT_NS_PER_ADD * self.adds)
 
-    def pays(self, nonzero: int, rows: int) -> bool:
+    def pays(self, nonzero, rows: int):
+        """Whether event-driven is predicted faster for `nonzero` inputs over `rows` rows (an int, or a tensor of
+        counts per step giving one answer per step)."""
         return nonzero < self.spike_limit(rows)
 
     def _shares(self, rows: int) -> float:

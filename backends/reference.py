@@ -352,7 +352,8 @@ class ReferenceBackend:
                     for p in frees:
                         values.pop(p, None)   # bounded memory: free a chunk once its last reader ran
                     if n in events and n not in events_from:
-                        events[n] += (inp != 0).sum((0, 1))
+                        nonzero = inp != 0
+                        events[n] += nonzero.sum((0, 1))
                     if op.spiking or op.integrator:
                         out = buffers.take(n, inp) if op.spiking else torch.empty_like(inp)
                         if op.steps_into is not None:
@@ -373,9 +374,9 @@ class ReferenceBackend:
                         flat = inp.reshape(tc * batch, *inp.shape[2:])
                         sparse = None
                         if op.events is not None:   # per step: the cost model on the step's non-zero inputs
-                            nonzero = rows[events_from[n]].sum(1) if n in events_from else \
-                                (inp != 0).reshape(tc, -1).sum(1)
-                            sparse = nonzero < op.events.spike_limit(batch)
+                            step_counts = rows[events_from[n]].sum(1) if n in events_from else \
+                                nonzero.reshape(tc, -1).sum(1)
+                            sparse = op.events.pays(step_counts, batch)
                         active = rows[skippable[n]].reshape(-1) != 0 if n in skippable else None
                         y = _weighted(op, flat, batch, sparse, active, n in per_step)
                         values[n] = y.reshape(tc, batch, *y.shape[1:])
