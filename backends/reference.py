@@ -193,7 +193,8 @@ class ReferenceBackend:
 
     Two execution modes give identical spikes and outputs (the same float operations in the same order
     for every element):
-      - `mode="step"`: step by step, every non-constant node once per step (the semantics as written);
+      - `mode="step"`: step by step, every non-constant node but a readout once per step (the semantics as
+        written);
       - `mode="layer"` (default): node by node over all T at once, a convolution or pooling as one batched
         call on a (T*batch, ...) tensor (slices whose input is all zero skipped, see `_stateless`), a
         Linear/Affine once per step on a fresh copy (BLAS rounding depends on row count and alignment), an
@@ -205,7 +206,10 @@ class ReferenceBackend:
     Conv2d or Linear/Affine node with an event-driven form (`backends.events`, on the CPU, for layers where it
     can pay) computes a step event-driven when that step's non-zero inputs over the batch are below the cost
     model's limit, densely otherwise: the choice depends only on the step's input, so both modes make it alike
-    (its sums are taken in input order, so they can differ from dense compute in the last bit).
+    (its sums are taken in input order, so they can differ from dense compute in the last bit). A readout
+    of spikes through one weighted node into an integrator `I` at the Output (`_Readout`) runs once, on the
+    spike counts after the last step, instead of once per step: the same spikes; outputs equal to the
+    per-step sum up to float rounding (exactly equal where the sums are exact, e.g. integer values below 2^24).
     """
 
     name = "reference"
@@ -252,7 +256,7 @@ class ReferenceBackend:
         return _merge(chunks, self.name, int(T), len(x_all), time.perf_counter() - start, record)
 
     @staticmethod
-    def _setup(view: GraphView, ops: dict[str, Op], x: torch.Tensor, record: bool):
+    def _setup(view: GraphView, ops: dict[str, Op], x: torch.Tensor, T: int, record: bool):
         batch = x.shape[0]
         out_pred = view.preds[view.output][0] if view.preds[view.output] else view.input
         out_is_state = ops[out_pred].integrator and len(view.preds[view.output]) == 1
@@ -272,7 +276,20 @@ class ReferenceBackend:
         # weighted nodes fed by a constant: the same number of non-zero inputs at every step
         const_events = {n: (_sum(fixed[p] for p in view.preds[n]) != 0).sum(0)
                         for n in weighted if all(p in const for p in view.preds[n])}
-        return out_is_state, spiking, counts, events, trains, const, fixed, const_events
+        for n, c in const_events.items():
+            events[n] += c * T
+        return out_is_state, spiking, counts, events, trains, const, fixed, _Readout.find(view, ops)
+
+    @staticmethod
+    def _finish(ops: dict[str, Op], readout: "_Readout | None", states: dict, counts: dict, events: dict,
+                sources: dict[str, str], T: int, total: torch.Tensor | None) -> torch.Tensor:
+        """Input events of the weighted nodes in `sources` (node -> the spiking node that feeds it) from spike
+        counts; the output: `total`, or the readout's value from the spike counts."""
+        for n, p in sources.items():
+            events[n] += counts[p].double().sum(0).round().long().reshape(events[n].shape)
+        if readout is None:
+            return total
+        return readout.value(ops, counts[readout.source], states[readout.integrator], T)
 
     @staticmethod
     def _result(total, counts, events, trains, record) -> dict:
@@ -287,15 +304,14 @@ class ReferenceBackend:
     def _run_batch(cls, view: GraphView, ops: dict[str, Op], x: torch.Tensor, T: int, record: bool) -> dict:
         """Step-by-step execution (`mode="step"`)."""
         with torch.no_grad():
-            out_is_state, spiking, counts, events, trains, const, fixed, const_events = cls._setup(view, ops, x, record)
+            out_is_state, spiking, counts, events, trains, const, fixed, readout = cls._setup(view, ops, x, T, record)
             states = {n: ops[n].init(x.shape[0]) for n in view.order if n not in const}
-            for n, c in const_events.items():
-                events[n] += c * T
+            skip = const | ({*readout.chain, view.output} if readout else set())
             total = None
             for _ in range(T):
                 values: dict[str, torch.Tensor] = dict(fixed)
                 for n in view.order:
-                    if n in const:
+                    if n in skip:
                         continue
                     inp = _sum(values[p] for p in view.preds[n])
                     if n in events:
@@ -309,8 +325,11 @@ class ReferenceBackend:
                     counts[n] += values[n].abs()
                     if record:
                         trains[n].append(values[n].cpu().unsqueeze(1))
-                y = values[view.output]
-                total = y if out_is_state else (y.clone() if total is None else total + y)
+                if readout is None:
+                    y = values[view.output]
+                    total = y if out_is_state else (y.clone() if total is None else total + y)
+            sources = {readout.weighted: readout.source} if readout else {}
+            total = cls._finish(ops, readout, states, counts, events, sources, T, total)
         return cls._result(total, counts, events, trains, record)
 
     @classmethod
@@ -319,10 +338,9 @@ class ReferenceBackend:
         """Layer-wise execution over chunks of time steps (`mode="layer"`)."""
         batch = x.shape[0]
         with torch.no_grad():
-            out_is_state, spiking, counts, events, trains, const, fixed, const_events = cls._setup(view, ops, x, record)
+            out_is_state, spiking, counts, events, trains, const, fixed, readout = cls._setup(view, ops, x, T, record)
             states = {n: ops[n].init(batch) for n in view.order if n not in const}
-            for n, c in const_events.items():
-                events[n] += c * T
+            skip = const | ({*readout.chain, view.output} if readout else set())
             largest = max(int(np.prod(view.shape(n))) for n in view.order)
             step_chunk = max(1, min(T, max_elements // max(1, batch * largest)))
             last_use = {}
@@ -338,7 +356,7 @@ class ReferenceBackend:
             per_step = {n for n in view.order if isinstance(view.node(n), (nir.Linear, nir.Affine))}
             # per non-constant node: its op, inputs, whether any input varies, the inputs it reads last
             plan = [(n, ops[n], view.preds[n], any(p not in const for p in view.preds[n]),
-                     [p for p in view.preds[n] if last_use[p] == n]) for n in view.order if n not in const]
+                     [p for p in view.preds[n] if last_use[p] == n]) for n in view.order if n not in skip]
             buffers = _Buffers()
             total = None
             for t0 in range(0, T, step_chunk):
@@ -380,16 +398,16 @@ class ReferenceBackend:
                         active = rows[skippable[n]].reshape(-1) != 0 if n in skippable else None
                         y = _weighted(op, flat, batch, sparse, active, n in per_step)
                         values[n] = y.reshape(tc, batch, *y.shape[1:])
-                y = fixed[view.output] if view.output in const else values[view.output]
-                if out_is_state:
-                    total = y[tc - 1]
-                else:
-                    for t in range(tc):
-                        yt = y if view.output in const else y[t]
-                        total = yt.clone() if total is None else total + yt
+                if readout is None:
+                    y = fixed[view.output] if view.output in const else values[view.output]
+                    if out_is_state:
+                        total = y[tc - 1]
+                    else:
+                        for t in range(tc):
+                            yt = y if view.output in const else y[t]
+                            total = yt.clone() if total is None else total + yt
                 del values
-            for n, p in events_from.items():
-                events[n] += counts[p].double().sum(0).round().long().reshape(events[n].shape)
+            total = cls._finish(ops, readout, states, counts, events, events_from, T, total)
         return cls._result(total, counts, events, trains, record)
 
 
@@ -419,6 +437,50 @@ def _spiking_source(view: GraphView, ops: dict[str, Op], name: str) -> str | Non
         if not isinstance(view.node(node), nir.Flatten):
             return None
     return None
+
+
+@dataclass
+class _Readout:
+    """A linear readout run once on spike counts: `source` (a 0/1 spiking node) -> Flatten* -> `weighted`
+    (Conv2d, Linear or Affine) -> `integrator` (NIR `I`) -> the graph's Output, no node of the chain read by
+    any other. The integrator's final state, v0 + r * sum_t W(s_t), equals v0 + r * (W(C) + (T-1) W(0)) with
+    C = sum_t s_t the source's spike counts (W is affine): one call replaces T. The sum over steps is taken
+    on integer counts before the weights instead of on floats after them, so outputs can differ from a
+    step-by-step sum in the last bits of float rounding (the spikes are unchanged); `chain` is every node
+    after `source` up to `integrator`, none of which runs per step."""
+
+    source: str
+    weighted: str
+    integrator: str
+    chain: tuple[str, ...]
+
+    @classmethod
+    def find(cls, view: GraphView, ops: dict[str, Op]) -> "_Readout | None":
+        preds = view.preds[view.output]
+        if len(preds) != 1 or not isinstance(view.node(preds[0]), nir.I) or len(view.preds[preds[0]]) != 1:
+            return None
+        integrator, weighted = preds[0], view.preds[preds[0]][0]
+        source = _spiking_source(view, ops, weighted) if isinstance(view.node(weighted), WEIGHTED_TYPES) else None
+        if source is None or ops[source].signed:
+            return None
+        chain, node = [integrator, weighted], weighted
+        while view.preds[node][0] != source:
+            node = view.preds[node][0]
+            chain.append(node)
+        if any(len(view.succs(n)) != 1 for n in chain):
+            return None
+        return cls(source, weighted, integrator, tuple(reversed(chain)))
+
+    def value(self, ops: dict[str, Op], counts: torch.Tensor, v0: torch.Tensor, T: int) -> torch.Tensor:
+        """The integrator's state after T steps from `counts` (batch, *source shape) and its initial `v0`."""
+        x = counts.to(v0.dtype)
+        for n in self.chain[:-2]:   # the Flatten nodes
+            x = ops[n].step(None, x)[1]
+        w = ops[self.weighted]
+        y = w.step(None, x)[1]
+        if T > 1:
+            y = y + (T - 1) * w.step(None, x[:1].new_zeros(1, *x.shape[1:]))[1]
+        return ops[self.integrator].step(v0, y)[1]
 
 
 SILENT_SKIP_FRACTION = 0.1
