@@ -306,7 +306,7 @@ class ReferenceBackend:
         with torch.no_grad():
             out_is_state, spiking, counts, events, trains, const, fixed, readout = cls._setup(view, ops, x, T, record)
             states = {n: ops[n].init(x.shape[0]) for n in view.order if n not in const}
-            skip = const | ({*readout.chain, view.output} if readout else set())
+            skip = const | (readout.skipped(view) if readout else set())
             total = None
             for _ in range(T):
                 values: dict[str, torch.Tensor] = dict(fixed)
@@ -340,7 +340,7 @@ class ReferenceBackend:
         with torch.no_grad():
             out_is_state, spiking, counts, events, trains, const, fixed, readout = cls._setup(view, ops, x, T, record)
             states = {n: ops[n].init(batch) for n in view.order if n not in const}
-            skip = const | ({*readout.chain, view.output} if readout else set())
+            skip = const | (readout.skipped(view) if readout else set())
             largest = max(int(np.prod(view.shape(n))) for n in view.order)
             step_chunk = max(1, min(T, max_elements // max(1, batch * largest)))
             last_use = {}
@@ -470,6 +470,10 @@ class _Readout:
         if any(len(view.succs(n)) != 1 for n in chain):
             return None
         return cls(source, weighted, integrator, tuple(reversed(chain)))
+
+    def skipped(self, view: GraphView) -> set[str]:
+        """The nodes no step runs: the chain and the Output it feeds."""
+        return {*self.chain, view.output}
 
     def value(self, ops: dict[str, Op], counts: torch.Tensor, v0: torch.Tensor, T: int) -> torch.Tensor:
         """The integrator's state after T steps from `counts` (batch, *source shape) and its initial `v0`."""

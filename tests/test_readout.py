@@ -55,7 +55,7 @@ def test_found_on_spikes_flatten_weighted_integrator():
                                  v_leak=np.zeros(3, np.float32))),      # a leak weights the steps unequally
     _conv_head(source_reset="signed-memory"),                           # counts are |z|, not z
     _conv_head(between=nir.Scale(scale=np.float32(0.5))),              # not spikes into the weighted node
-    mlp(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2)).__class__(       # two inputs to the integrator
+    nir.NIRGraph(                                                       # two inputs to the integrator
         nodes={**mlp(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2)).nodes,
                "fc_b": nir.Linear(weight=np.eye(2, dtype=np.float32))},
         edges=[("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "out"), ("if1", "fc_b"), ("fc_b", "out"),
