@@ -15,7 +15,7 @@ import nir
 import numpy as np
 
 from backends.nirext import VERSION, graph_metadata, neuron_metadata
-from pipeline.atomic import write_nir
+from pipeline.io.atomic import write_nir
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def _read_child(path: str, timeout: float, conn) -> None:
     from backends.graph import GraphError
     from backends.nirext import ExtensionError
     from pipeline.errors import SpikeportError
-    from pipeline.nirio import read_graph
+    from pipeline.io.nirio import read_graph
     try:
         graph = read_graph(path, timeout=timeout)
         conn.send(("graph", f"{len(graph.nodes)} nodes"))
@@ -158,7 +158,7 @@ def _read_child(path: str, timeout: float, conn) -> None:
 
 
 def read_isolated(path, timeout: float = 5.0) -> tuple[str, str]:
-    """Read `path` with `pipeline.nirio.read_graph(path, timeout)` in a forked child, so that even a reader
+    """Read `path` with `pipeline.io.nirio.read_graph(path, timeout)` in a forked child, so that even a reader
     without its own time limit is caught: ("graph" | "error" | "unclear" | "hang" | "crash", detail).
     Only "graph" and "error" (a one-line SpikeportError) are acceptable."""
     ctx = multiprocessing.get_context("fork")

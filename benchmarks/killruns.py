@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.badinputs import small_graph
-from pipeline.atomic import temporaries, write_nir
-from pipeline.nirio import read_graph
+from pipeline.io.atomic import temporaries, write_nir
+from pipeline.io.nirio import read_graph
 
 ROOT = Path(__file__).resolve().parents[1]  # the worktree: `python -m pipeline.cli` runs from here
 
@@ -122,7 +122,7 @@ def run_kill_convert(tmp: Path, checkpoint: Path, kills: int, seed: int) -> dict
 
 _SLOW_WRITER = """
 import sys, time
-from pipeline.atomic import write_with
+from pipeline.io.atomic import write_with
 def writer(p):
     with open(p, "wb") as f:
         for i in range(400):
@@ -132,7 +132,7 @@ write_with(sys.argv[1], writer)
 
 
 def run_kill_midwrite(tmp: Path, kills: int, seed: int) -> dict:
-    """A writer that takes ~2 s to fill 1.6 MB through pipeline.atomic, killed mid-write: the target keeps
+    """A writer that takes ~2 s to fill 1.6 MB through pipeline.io.atomic, killed mid-write: the target keeps
     its previous content, and the next write removes the dead writer's temporary."""
     rng = random.Random(seed)
     target = tmp / "big.bin"

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.docs import DOC, machine, write_section
-from pipeline.convert import convert, method_names, prepare
-from pipeline.data import load_dataset
-from pipeline.models import build_model
-from pipeline.report import markdown_table
-from pipeline.sweep import DEFAULT_T, SweepConfig, run_sweep
-from pipeline.train import TrainConfig, seed_everything, train_ann
+from pipeline.conversion.registry import convert, method_names, prepare
+from pipeline.data.datasets import load_dataset
+from pipeline.data.zoo import build_model
+from pipeline.reports.render import markdown_table
+from pipeline.reports.sweep import DEFAULT_T, SweepConfig, run_sweep
+from pipeline.training.ann import TrainConfig, seed_everything, train_ann
 
 COMMAND = ".venv/bin/python -m benchmarks.methods_digits"
 WANTED = ("maxnorm", "robustnorm", "maxnorm:channel", "optimal-shift", "optimal-noshift", "rnl-ril", "dnisnm")
@@ -74,7 +74,7 @@ def main() -> None:
     t0 = time.perf_counter()
     res = run_sweep(ann.eval(), ds, SweepConfig(out=Path(args.out), methods=methods, T_values=DEFAULT_T,
                                                 method_epochs=args.method_epochs, progress=False))
-    from pipeline.sweep import sweep_markdown
+    from pipeline.reports.sweep import sweep_markdown
     body = "\n\n".join([
         "## Conversion methods on digits: accuracy per T (reference backend, 360 test samples)",
         f"Command: `{COMMAND}` (ANN {args.epochs} epochs, methods that fine-tune {args.method_epochs} epochs, "
@@ -89,7 +89,7 @@ def main() -> None:
 
 def k_curve_section(ann, ds, epochs: int, T: int = 64) -> str:
     """The K curve (Ding et al. Eq. 7) of the rnl-ril network on one test image, against 2 Omega / t."""
-    from pipeline.methods import rnl_ril
+    from pipeline.conversion.methods import rnl_ril
     model = prepare("rnl-ril", ann, ds, epochs, seed=0)
     graph = convert(model, ds.input_shape, ds.train_x, method="rnl-ril")
     x = ds.test_x[:1]

@@ -3,7 +3,7 @@
 Run: .venv/bin/python -m benchmarks.quantize_digits  (writes the 'quantize-digits' section of docs/benchmarks.md)
 
 The digits CNN is trained as in tests/conftest.py (seed 0, 30 epochs), converted with maxnorm (IF, reset by
-subtraction) and dnisnm (signed neuron with memory), quantized with `pipeline.quantize` and run at T = 32 on
+subtraction) and dnisnm (signed neuron with memory), quantized with `pipeline.hardware.quantize` and run at T = 32 on
 the whole test split in the reference simulator's fixed-point mode; the 8-bit graphs are also run on Lava's
 fixed_pt models for `--lava-samples` test samples and compared spike for spike.
 """
@@ -16,13 +16,13 @@ import torch
 
 import backends
 from benchmarks.docs import machine, write_section
-from pipeline.convert import convert
-from pipeline.data import load_dataset
-from pipeline.deploy import accuracy_sweep
-from pipeline.hwconfig import load_hwconfig
-from pipeline.models import build_model
-from pipeline.report import markdown_table
-from pipeline.train import TrainConfig, seed_everything, train_ann
+from pipeline.conversion.registry import convert
+from pipeline.data.datasets import load_dataset
+from pipeline.hardware.deploy import accuracy_sweep
+from pipeline.hardware.hwconfig import load_hwconfig
+from pipeline.data.zoo import build_model
+from pipeline.reports.render import markdown_table
+from pipeline.training.ann import TrainConfig, seed_everything, train_ann
 
 COMMAND = ".venv/bin/python -m benchmarks.quantize_digits"
 

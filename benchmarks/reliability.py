@@ -19,9 +19,9 @@ import torch
 from benchmarks.badinputs import nir_cases, read_isolated
 from benchmarks.docs import machine
 from benchmarks.killruns import ROOT, run_kill_convert, run_kill_midwrite, run_kill_train
-from pipeline.atomic import temporaries, write_text
-from pipeline.models import build_model
-from pipeline.train import save_checkpoint
+from pipeline.io.atomic import temporaries, write_text
+from pipeline.data.zoo import build_model
+from pipeline.training.ann import save_checkpoint
 
 DOC = ROOT / "docs" / "reliability.md"
 TIMEOUT = 300.0
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
         "weight (HDF5 stores no checksum), or a deleted optional entry (spikeport metadata, `v_reset`); without "
         "its `spikeport` metadata a neuron falls back to core NIR semantics (reset to `v_reset`), as for any "
         "graph from another tool.",
-        "## Reader fuzz (`pipeline.nirio.read_graph`, each file in a forked child with a time limit)",
+        "## Reader fuzz (`pipeline.io.nirio.read_graph`, each file in a forked child with a time limit)",
         fuzz_md,
         "Finding: a file with 8 flipped bits (seed 3, case 55) makes h5py 3 loop forever reading `node/edges` "
         "(no answer after 60 s). `read_graph` now parses in a forked child with a time limit (30 s + 1 s/MB) "

@@ -22,7 +22,7 @@ import torch
 
 from backends.reference import DEFAULT_MAX_ELEMENTS
 from benchmarks.docs import DOC, machine, write_section
-from pipeline.report import markdown_table
+from pipeline.reports.render import markdown_table
 
 COMMAND = ".venv/bin/python -m benchmarks.scaling_reference"
 T_VALUES = (8, 16, 32, 64, 128, 256)
@@ -39,9 +39,9 @@ def point(T: int, batch: int) -> dict:
     """One measurement (runs in a child process): the untrained digits CNN converted by maxnorm, `batch`
     samples (the test split tiled to size), layer mode with its default chunking."""
     import backends
-    from pipeline.convert import convert
-    from pipeline.data import load_dataset
-    from pipeline.models import build_model
+    from pipeline.conversion.registry import convert
+    from pipeline.data.datasets import load_dataset
+    from pipeline.data.zoo import build_model
     torch.set_num_threads(2)
     torch.manual_seed(0)
     digits = load_dataset("digits", seed=0)
@@ -71,7 +71,7 @@ def _plot(by_t: list[dict], by_batch: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from pipeline.report import save_figure
+    from pipeline.reports.render import save_figure
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, rows, key, fixed in ((axes[0], by_t, "T", f"batch {FIXED_BATCH}"), (axes[1], by_batch, "batch",
                                                                                   f"T={FIXED_T}")):

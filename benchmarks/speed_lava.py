@@ -15,11 +15,11 @@ import torch
 
 import backends
 from benchmarks.docs import machine, write_section
-from pipeline.convert import convert
-from pipeline.data import load_dataset
-from pipeline.models import build_model
-from pipeline.report import markdown_table
-from pipeline.train import TrainConfig, seed_everything, train_ann
+from pipeline.conversion.registry import convert
+from pipeline.data.datasets import load_dataset
+from pipeline.data.zoo import build_model
+from pipeline.reports.render import markdown_table
+from pipeline.training.ann import TrainConfig, seed_everything, train_ann
 
 COMMAND = ".venv/bin/python -m benchmarks.speed_lava"
 LOWERINGS = {"conv": "Conv2d -> Lava Conv process (scipy convolve2d per channel pair)",

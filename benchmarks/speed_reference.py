@@ -19,10 +19,10 @@ import torch
 
 import backends
 from benchmarks.docs import machine, write_section
-from pipeline.convert import convert
-from pipeline.data import load_dataset
-from pipeline.models import build_model
-from pipeline.report import markdown_table
+from pipeline.conversion.registry import convert
+from pipeline.data.datasets import load_dataset
+from pipeline.data.zoo import build_model
+from pipeline.reports.render import markdown_table
 
 COMMAND = ".venv/bin/python -m benchmarks.speed_reference"
 

@@ -14,7 +14,7 @@ import sys
 from types import SimpleNamespace
 
 from benchmarks.docs import machine, write_section
-from pipeline.report import markdown_table
+from pipeline.reports.render import markdown_table
 
 COMMAND = ".venv/bin/python -m benchmarks.training_cost"
 CONFIGS = {  # name: (method, options); the pairs compared share neuron kind, T and batch size
@@ -34,16 +34,16 @@ def child(name: str, T: int, batch_size: int, epochs: int) -> dict:
     """Train configuration `name` in this (fresh) process; seconds per epoch and the peak-RSS rise during training."""
     import torch
 
-    from pipeline.convert import get_method
-    from pipeline.data import load_dataset
-    from pipeline.models import build_model
-    from pipeline.train import seed_everything
+    from pipeline.training.registry import get_trainer
+    from pipeline.data.datasets import load_dataset
+    from pipeline.data.zoo import build_model
+    from pipeline.training.ann import seed_everything
     torch.set_num_threads(1)
     ds = load_dataset("digits", seed=0)
     data = SimpleNamespace(train_x=ds.train_x, train_y=ds.train_y, test_x=ds.test_x[:0], test_y=ds.test_y[:0],
                            input_shape=ds.input_shape, num_classes=ds.num_classes)
     method, options = CONFIGS[name]
-    train = get_method(method).train
+    train = get_trainer(method).train
     seed_everything(0)
     ann = build_model("digits-cnn", ds.input_shape, ds.num_classes)
     warm = SimpleNamespace(**{**vars(data), "train_x": ds.train_x[:2], "train_y": ds.train_y[:2]})

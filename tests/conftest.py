@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.data import load_dataset
-from pipeline.models import build_model
-from pipeline.train import TrainConfig, seed_everything, train_ann
+from pipeline.data.datasets import load_dataset
+from pipeline.data.zoo import build_model
+from pipeline.training.ann import TrainConfig, seed_everything, train_ann
 
 
 def pytest_addoption(parser):
@@ -42,7 +42,7 @@ def digits_model(digits):
 def digits_graphs(digits, digits_model):
     """The digits CNN converted by each baseline method (reset by subtraction), and "maxnorm-zero": maxnorm
     with reset to zero (core NIR, which Norse and netx run)."""
-    from pipeline.convert import convert
+    from pipeline.conversion.registry import convert
     graphs = {m: convert(digits_model, digits.input_shape, digits.train_x, method=m) for m in ("maxnorm", "robustnorm")}
     graphs["maxnorm-zero"] = convert(digits_model, digits.input_shape, digits.train_x, method="maxnorm", reset="zero")
     return graphs

@@ -9,7 +9,7 @@ import nir
 import numpy as np
 import pytest
 
-from pipeline.atomic import write_nir
+from pipeline.io.atomic import write_nir
 from pipeline.cli import main
 from tests.graphs import mlp
 

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import backends
-from pipeline.calibrate import activation_scales
-from pipeline.convert import convert
+from pipeline.conversion.calibrate import activation_scales
+from pipeline.conversion.registry import convert
 from pipeline.errors import ConversionError, SpikeportError, UnsupportedLayer
-from pipeline.models import build_model
-from pipeline.normalize import normalize
-from pipeline.trace import trace
+from pipeline.data.zoo import build_model
+from pipeline.conversion.normalize import normalize
+from pipeline.conversion.trace import trace
 
 REF = backends.get("reference")
 
@@ -128,7 +128,7 @@ def test_unsupported_layers_are_named():
 
 
 def test_digits_snn_within_one_point_of_ann_at_T32(digits, digits_model, digits_graphs):
-    from pipeline.train import evaluate
+    from pipeline.training.ann import evaluate
     ann = evaluate(digits_model, digits.test_x, digits.test_y)
     assert ann >= 0.97
     snn = REF.run(digits_graphs["robustnorm"], digits.test_x.numpy(), 32).accuracy(digits.test_y.numpy())

@@ -1,4 +1,4 @@
-"""Tests for pipeline.data: MNIST IDX and CIFAR pickle files written here in their on-disk formats,
+"""Tests for pipeline.data.datasets: MNIST IDX and CIFAR pickle files written here in their on-disk formats,
 the digits split, the synthetic CIFAR-size set, mini-batching and the error messages."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data import DataError, batches, load_dataset, synthetic_cifar
+from pipeline.data.datasets import DataError, batches, load_dataset, synthetic_cifar
 
 MNIST_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]

@@ -7,9 +7,9 @@ import json
 import numpy as np
 
 import backends
-from pipeline.atomic import write_nir
+from pipeline.io.atomic import write_nir
 from pipeline.cli import main
-from pipeline.nirio import read_graph
+from pipeline.io.nirio import read_graph
 from tests.graphs import mlp
 
 LIMIT = 30
@@ -53,7 +53,7 @@ def test_deploy_to_a_float_target_is_one_clear_line(tmp_path, digits_graphs, cap
 def test_deploy_tries_netx_and_names_why_it_is_not_exact(tmp_path):
     """A reset-to-zero network is netx's own neuron, but Loihi 2's 8190-unit threshold does not fold into
     netx's 8-bit weights without error: the bundle writes no model.net and its report says why."""
-    from pipeline.deploy import deploy
+    from pipeline.hardware.deploy import deploy
     rng = np.random.default_rng(7)
     g = mlp(rng.normal(0, 0.5, (6, 4)), rng.normal(0, 0.2, 6), rng.normal(0, 0.5, (3, 6)), np.zeros(3),
             threshold=0.8, reset="zero")

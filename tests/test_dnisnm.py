@@ -1,4 +1,4 @@
-"""DNISNM conversion (pipeline/methods/dnisnm.py): DNI thresholds, v(0) = theta/2 through a written file,
+"""DNISNM conversion (pipeline/conversion/methods/dnisnm.py): DNI thresholds, v(0) = theta/2 through a written file,
 SNM neurons, both forms of Algorithm 1, and digits accuracy against layer-wise maxnorm.
 """
 from __future__ import annotations
@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 import backends
-import pipeline.methods.dnisnm  # noqa: F401  (registers "dnisnm")
+import pipeline.conversion.methods.dnisnm  # noqa: F401  (registers "dnisnm")
 from backends.nirext import neuron_semantics
-from pipeline.atomic import write_nir
-from pipeline.convert import convert, get_method
+from pipeline.io.atomic import write_nir
+from pipeline.conversion.registry import convert, get_method
 from pipeline.errors import ConversionError
-from pipeline.nirio import read_graph
+from pipeline.io.nirio import read_graph
 
 REF = backends.get("reference")
 

@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from backends.reference import ReferenceBackend
-from pipeline.energy import ann_energy, energy_report, synaptic_ops, weighted_macs
-from pipeline.hwconfig import HwConfigError
+from pipeline.hardware.energy import ann_energy, energy_report, synaptic_ops, weighted_macs
+from pipeline.hardware.hwconfig import HwConfigError
 
 CMOS45NM = Path(__file__).resolve().parents[1] / "hwconfigs" / "cmos45nm.toml"
 
@@ -249,8 +249,8 @@ def test_cifar_ann_macs_equal_torch_flop_counter(name):
     """Convention: a MAC is one multiply-accumulate of a conv or linear layer; BN is folded into the conv
     (FlopCounterMode does not count BN either), bias additions, ReLU, pooling and residual adds are not MACs.
     FlopCounterMode counts 2 FLOPs per MAC for aten.convolution and aten.addmm/mm, so MACs = FLOPs / 2."""
-    from pipeline.convert import convert
-    from pipeline.models import build_model
+    from pipeline.conversion.registry import convert
+    from pipeline.data.zoo import build_model
     torch.manual_seed(0)
     model = build_model(name, (3, 32, 32), 10).eval()
     with FlopCounterMode(display=False) as counter:
@@ -379,7 +379,7 @@ def test_ann_only_data_movement_and_unknown_level():
 # --- plot and command line -----------------------------------------------------------------------------------
 
 def test_stacked_energy_plot_accepts_report_rows_and_old_rows(tmp_path):
-    from pipeline.report import energy_plot
+    from pipeline.reports.render import energy_plot
     rng = np.random.default_rng(15)
     graph = _spiking_conv_net(rng)
     run = ReferenceBackend().run(graph, rng.random((2, 2, 7, 9)), T=3)
@@ -390,11 +390,11 @@ def test_stacked_energy_plot_accepts_report_rows_and_old_rows(tmp_path):
 
 
 def test_cli_energy_with_data_movement_and_plot(tmp_path, capsys):
-    from pipeline.atomic import write_nir
+    from pipeline.io.atomic import write_nir
     from pipeline.cli import main
-    from pipeline.convert import convert
-    from pipeline.data import load_dataset
-    from pipeline.models import build_model
+    from pipeline.conversion.registry import convert
+    from pipeline.data.datasets import load_dataset
+    from pipeline.data.zoo import build_model
     ds = load_dataset("digits")
     torch.manual_seed(0)
     model = build_model("digits-cnn", ds.input_shape, ds.num_classes).eval()

@@ -9,7 +9,7 @@ import backends
 from backends import fixedpoint as fx
 from lava.proc.conv import utils as conv_utils
 from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
-from pipeline.quantize import quantize
+from pipeline.hardware.quantize import quantize
 from tests.graphs import mlp
 
 REF = backends.get("reference")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import backends
-from pipeline.convert import convert
-from pipeline.quantize import quantize
+from pipeline.conversion.registry import convert
+from pipeline.hardware.quantize import quantize
 from tests.graphs import conv_snm, mlp
 
 REF, LAVA = backends.get("reference"), backends.get("lava")

@@ -15,8 +15,8 @@ import pytest
 
 import backends
 from benchmarks.badinputs import Case, nir_cases, read_isolated, small_graph
-from pipeline import nirio
-from pipeline.atomic import write_nir
+from pipeline.io import nirio
+from pipeline.io.atomic import write_nir
 from pipeline.errors import SpikeportError
 
 EXPECTED_ERROR = {  # classes that can never give a valid graph
@@ -85,7 +85,7 @@ def test_a_valid_graph_from_a_damaged_file_still_runs(tmp_path):
     """A flip in a weight's bytes can give a valid graph (HDF5 stores no checksum): it must then run."""
     for case in nir_cases(tmp_path, per_class=10, seed=1):
         if case.kind == "bit flips" and read_isolated(case.path)[0] == "graph":
-            from pipeline.nirio import read_graph
+            from pipeline.io.nirio import read_graph
             run = backends.get("reference").run(read_graph(case.path), np.zeros((2, 1, 8, 8), np.float32), 4)
             assert run.outputs.shape == (2, 10)
 

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import backends
-from pipeline.calibrate import activation_scales
-from pipeline.convert import convert
-from pipeline.sweep import SweepConfig, run_sweep
-from pipeline.trace import trace
+from pipeline.conversion.calibrate import activation_scales
+from pipeline.conversion.registry import convert
+from pipeline.reports.sweep import SweepConfig, run_sweep
+from pipeline.conversion.trace import trace
 
 
 def _net():
@@ -63,14 +63,14 @@ def test_sweep_writes_table_json_plot_and_nir(tmp_path, digits, digits_model):
     assert "| maxnorm:channel |" in report and "T=8" in report
     assert (tmp_path / "accuracy_vs_T.png").stat().st_size > 1000
     assert "## Energy per inference at T=8 (cmos45nm)" in report
-    from pipeline.energy import energy_report
-    from pipeline.hwconfig import load_hwconfig
+    from pipeline.hardware.energy import energy_report
+    from pipeline.hardware.hwconfig import load_hwconfig
     again = energy_report(nir.read(tmp_path / "maxnorm.nir", type_check=False), direct, load_hwconfig("cmos45nm"), 8)
     assert res["energy"]["per_method"]["maxnorm"]["snn_joules_per_inference"] == again.snn_joules_per_inference
 
 
 def test_sweep_entry_with_a_reset_converts_with_it(tmp_path, digits, digits_model, digits_graphs):
-    from pipeline.sweep import Variant
+    from pipeline.reports.sweep import Variant
     assert Variant.parse("maxnorm:channel:zero").options == {"granularity": "channel", "reset": "zero"}
     cfg = SweepConfig(out=tmp_path, methods=("maxnorm:zero",), T_values=(8,), progress=False, limit=60)
     res = run_sweep(digits_model, digits, cfg, log=lambda *_: None)

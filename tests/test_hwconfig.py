@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.hwconfig import HwConfigError, available_targets, load_hwconfig
+from pipeline.hardware.hwconfig import HwConfigError, available_targets, load_hwconfig
 
 HWCONFIGS = Path(__file__).resolve().parents[1] / "hwconfigs"
 CMOS45NM = HWCONFIGS / "cmos45nm.toml"

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 import backends
 from backends.graph import analyse
 from backends.reference import _Lowering
-from pipeline.atomic import write_nir
-from pipeline.nirio import read_graph
+from pipeline.io.atomic import write_nir
+from pipeline.io.nirio import read_graph
 from tests.graphs import if_node
 
 GRID = 8.0

@@ -11,8 +11,8 @@ from benchmarks.killruns import run_kill_convert, run_kill_midwrite, run_kill_tr
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from pipeline.models import build_model
-    from pipeline.train import save_checkpoint
+    from pipeline.data.zoo import build_model
+    from pipeline.training.ann import save_checkpoint
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("kill") / "ann.pt"
     return save_checkpoint(path, build_model("digits-cnn", (1, 8, 8), 10), model_name="digits-cnn",

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import backends
-from pipeline.atomic import write_nir
-from pipeline.convert import convert, get_method, method_names, prepare
-from pipeline.data import synthetic_cifar
-from pipeline.models import build_model
-from pipeline.nirio import read_graph
+from pipeline.io.atomic import write_nir
+from pipeline.conversion.registry import convert, get_method, method_names, prepare
+from pipeline.data.datasets import synthetic_cifar
+from pipeline.data.zoo import build_model
+from pipeline.io.nirio import read_graph
 
 PAPER_METHODS = ("optimal-shift", "rnl-ril", "dnisnm")
 
@@ -26,7 +26,8 @@ def test_method_nir_file_agrees_on_reference_and_lava(name, tmp_path, digits, di
     """Each method's NIR file, read back from disk, gives the same predictions on both backends at T=32,
     on the whole digits test split."""
     model = prepare(name, digits_model, digits, 3, seed=0)
-    graph = convert(model, digits.input_shape, digits.train_x, method=name, T=32)
+    graph = convert(model, digits.input_shape, digits.train_x, method=name,
+                    T=32 if get_method(name).t_dependent else None)
     graph = read_graph(write_nir(tmp_path / f"{name}.nir", graph))
     x = digits.test_x.numpy()
     ref = backends.get("reference").run(graph, x, 32, dtype=torch.float64)
@@ -45,7 +46,8 @@ def test_methods_run_cifar_size_networks_end_to_end(arch, tmp_path):
     for name in PAPER_METHODS:
         model = prepare(name, ann, ds, 1, seed=0)
         graph = read_graph(write_nir(tmp_path / f"{arch}-{name}.nir",
-                                     convert(model, ds.input_shape, ds.train_x[:32], method=name, T=4)))
+                                     convert(model, ds.input_shape, ds.train_x[:32], method=name,
+                                             T=4 if get_method(name).t_dependent else None)))
         run = backends.get("reference").run(graph, ds.test_x.numpy(), 4)
         assert run.outputs.shape == (8, 10) and np.isfinite(run.outputs).all(), name
         assert get_method(name).name == name

@@ -1,4 +1,4 @@
-"""Tests for pipeline.models: output shapes, fx tracing, parameter counts derived by hand, and the
+"""Tests for pipeline.data.zoo: output shapes, fx tracing, parameter counts derived by hand, and the
 structural rules the converter relies on (one ReLU call each, BN after bias-free convs, pooling)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from pipeline.models import MODEL_NAMES, build_model
+from pipeline.data.zoo import MODEL_NAMES, build_model
 
 CASES = [("digits-cnn", (1, 8, 8)), ("digits-cnn", (1, 28, 28)), ("vgg16", (3, 32, 32)),
          ("vgg16", (1, 32, 64)), ("resnet18", (3, 32, 32)), ("resnet18", (1, 28, 28)),

@@ -8,9 +8,9 @@ import pytest
 
 import backends
 from backends.nirext import ExtensionError, neuron_semantics
-from pipeline.atomic import write_nir
+from pipeline.io.atomic import write_nir
 from pipeline.errors import SpikeportError
-from pipeline.nirio import read_graph
+from pipeline.io.nirio import read_graph
 from tests.graphs import mlp
 
 

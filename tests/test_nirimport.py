@@ -9,7 +9,7 @@ import torch
 
 import backends
 from pipeline.errors import SpikeportError
-from pipeline.nirimport import adopt
+from pipeline.io.nirimport import adopt
 
 
 def test_norse_to_nir_graph_runs_like_norse_itself():
@@ -35,12 +35,12 @@ def test_norse_to_nir_graph_runs_like_norse_itself():
     np.testing.assert_array_equal(run.outputs, total.numpy())
 
 
-def _sinabs_style_graph(theta: float, size: int = 3):
+def _sinabs_style_graph(theta: float, size: int = 3, classes: int = 3):
     """Input (batch 1) -> Conv2d -> IF -> Flatten(1, -1) -> Affine -> IF -> Output, as sinabs' to_nir writes it:
     types and neuron parameters with the batch dimension, Flatten dims counted with the batch."""
     rng = np.random.default_rng(2)
     w = (rng.integers(0, 3, (2, 1, 3, 3)) / 8).astype(np.float32)
-    fc = (rng.integers(0, 2, (3, 2 * size * size)) / 16).astype(np.float32)
+    fc = (rng.integers(0, 2, (classes, 2 * size * size)) / 16).astype(np.float32)
     ones = np.ones((1, 2, size, size), np.float32)
     return nir.NIRGraph(
         nodes={"input": nir.Input(input_type={"input": np.array([1, 1, size, size])}),
@@ -48,9 +48,9 @@ def _sinabs_style_graph(theta: float, size: int = 3):
                                   bias=np.zeros(2, np.float32)),
                "iaf1": nir.IF(r=ones, v_threshold=theta * ones),
                "flat": nir.Flatten(input_type={"input": np.array([0, 0, 0, 0])}, start_dim=1, end_dim=-1),
-               "fc": nir.Affine(weight=fc, bias=np.zeros(3, np.float32)),
-               "iaf2": nir.IF(r=np.ones((1, 3), np.float32), v_threshold=np.full((1, 3), theta, np.float32)),
-               "output": nir.Output(output_type={"output": np.array([1, 3])})},
+               "fc": nir.Affine(weight=fc, bias=np.zeros(classes, np.float32)),
+               "iaf2": nir.IF(r=np.ones((1, classes), np.float32), v_threshold=np.full((1, classes), theta, np.float32)),
+               "output": nir.Output(output_type={"output": np.array([1, classes])})},
         edges=[("input", "conv"), ("conv", "iaf1"), ("iaf1", "flat"), ("flat", "fc"), ("fc", "iaf2"),
                ("iaf2", "output")], type_check=False), w, fc
 
@@ -117,8 +117,8 @@ def test_unknown_convention_and_recurrent_graphs_are_refused():
 
 
 def test_read_graph_names_the_tool_that_wrote_a_foreign_file(tmp_path):
-    from pipeline.atomic import write_nir
-    from pipeline.nirio import read_graph
+    from pipeline.io.atomic import write_nir
+    from pipeline.io.nirio import read_graph
     graph, _, _ = _sinabs_style_graph(1.0)
     path = write_nir(tmp_path / "sinabs.nir", graph)
     with pytest.raises(SpikeportError, match=r"looks written by sinabs .*read it with --from sinabs"):

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 import backends
-from pipeline.convert import convert, get_method, prepare
+from pipeline.conversion.registry import convert, get_method, prepare
 from pipeline.errors import ConversionError
-from pipeline.methods.optimal_shift import ClipReLU, clip_relus  # importing registers both methods
-from pipeline.models import build_model
-from pipeline.train import evaluate
+from pipeline.conversion.methods.optimal_shift import ClipReLU, clip_relus  # importing registers both methods
+from pipeline.data.zoo import build_model
+from pipeline.training.ann import evaluate
 
 REF = backends.get("reference")
 
@@ -45,7 +45,7 @@ def _one_layer(theta: float) -> nn.Module:
 def _rate_times_theta(shift: bool, theta: float, T: int) -> tuple[np.ndarray, np.ndarray]:
     a = _grid(theta, T)
     name = "optimal-shift" if shift else "optimal-noshift"
-    graph = convert(_one_layer(theta), (1,), torch.zeros(1, 1), method=name, T=T)
+    graph = convert(_one_layer(theta), (1,), torch.zeros(1, 1), method=name, T=T if shift else None)
     run = REF.run(graph, a[:, None], T, record=True)
     (if_node,) = [n for n, node in graph.nodes.items() if isinstance(node, nir.IF)]
     spikes = run.spikes[if_node]  # (N, T, 1), 0/1 with thresholds normalised to 1

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import backends
-from pipeline.atomic import write_nir
+from pipeline.io.atomic import write_nir
 from pipeline.cli import main
-from pipeline.parity import Tolerances, run_parity
+from pipeline.reports.parity import Tolerances, run_parity
 from tests.graphs import mlp
 
 
@@ -83,7 +83,7 @@ def test_cli_writes_table_json_and_plot(tmp_path, capsys):
 
 
 def _digits_x(n):
-    from pipeline.data import load_dataset
+    from pipeline.data.datasets import load_dataset
     return load_dataset("digits", seed=0).test_x.numpy()[:n]
 
 
@@ -137,7 +137,7 @@ def test_digits_subtract_reset_runs_approximately_with_the_cause_per_layer(digit
 
 def test_parity_of_an_imported_graph_lists_the_conventions(tmp_path, capsys):
     from tests.test_nirimport import _sinabs_style_graph
-    graph, _, _ = _sinabs_style_graph(1.0, size=8)    # digits-shaped input
+    graph, _, _ = _sinabs_style_graph(1.0, size=8, classes=10)    # digits-shaped input and classes
     path = write_nir(tmp_path / "s.nir", graph)
     code = main(["parity", str(path), "--from", "sinabs", "--backends", "reference", "--T", "4", "--limit", "5",
                  "--quiet", "--out", str(tmp_path / "o")])

@@ -8,7 +8,7 @@ import torch
 
 import backends
 from backends.netx import export_netx
-from pipeline.nirimport import adopt
+from pipeline.io.nirimport import adopt
 from tests.graphs import if_node, single_if
 
 X = np.array([[0.625, 0.5, 0.25]])

@@ -9,9 +9,9 @@ from hypothesis import given, settings, strategies as st
 
 import backends
 from backends import fixedpoint as fx
-from pipeline.atomic import write_nir
-from pipeline.nirio import read_graph
-from pipeline.quantize import QuantizeError, choose_exponent, quantize, quantize_bias, quantize_weights
+from pipeline.io.atomic import write_nir
+from pipeline.io.nirio import read_graph
+from pipeline.hardware.quantize import QuantizeError, choose_exponent, quantize, quantize_bias, quantize_weights
 from tests.graphs import mlp
 
 REF = backends.get("reference")

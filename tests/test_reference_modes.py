@@ -165,8 +165,8 @@ def test_modes_identical_on_digits(digits, digits_graphs, method):
 
 def test_modes_identical_on_converted_residual_network():
     """A torch ResNet-20 converted by maxnorm (residual adds, global average pooling)."""
-    from pipeline.convert import convert
-    from pipeline.models import build_model
+    from pipeline.conversion.registry import convert
+    from pipeline.data.zoo import build_model
     torch.manual_seed(0)
     model = build_model("resnet20", (3, 16, 16), 10).eval()
     g = convert(model, (3, 16, 16), torch.rand(16, 3, 16, 16), method="maxnorm")

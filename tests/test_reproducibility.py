@@ -11,12 +11,12 @@ import torch
 
 import backends
 from benchmarks.badinputs import small_graph
-from pipeline.atomic import write_nir
+from pipeline.io.atomic import write_nir
 from pipeline.cli import main
-from pipeline.convert import convert
-from pipeline.models import build_model
-from pipeline.provenance import LIBRARIES, provenance
-from pipeline.train import TrainConfig, seed_everything, train_ann
+from pipeline.conversion.registry import convert
+from pipeline.data.zoo import build_model
+from pipeline.io.provenance import LIBRARIES, provenance
+from pipeline.training.ann import TrainConfig, seed_everything, train_ann
 
 
 def _train(digits, seed: int):

@@ -6,7 +6,7 @@ import nir
 import numpy as np
 import pytest
 
-from pipeline.resources import ResourceError, resource_map
+from pipeline.hardware.resources import ResourceError, resource_map
 from tests.graphs import conv_snm, if_node, mlp
 
 

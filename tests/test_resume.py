@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import pipeline.train as train_mod
+import pipeline.training.ann as train_mod
 from pipeline.errors import SpikeportError
-from pipeline.models import build_model
-from pipeline.train import TrainConfig, seed_everything, train_ann
+from pipeline.data.zoo import build_model
+from pipeline.training.ann import TrainConfig, seed_everything, train_ann
 
 
 def _fresh(digits):

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 import backends
-from pipeline.convert import get_method
+from pipeline.conversion.registry import get_method
 from pipeline.errors import ConversionError
-from pipeline.methods import rnl_ril  # importing registers rnl-ril
-from pipeline.methods.rnl_ril import RateNorm, k_curve, omega_of, plot_k_curve, rate_inference_loss, ril_objective
-from pipeline.train import evaluate
+from pipeline.conversion.methods import rnl_ril  # importing registers rnl-ril
+from pipeline.conversion.methods.rnl_ril import RateNorm, k_curve, omega_of, plot_k_curve, rate_inference_loss, ril_objective
+from pipeline.training.ann import evaluate
 
 REF = backends.get("reference")
 T_LIST = (1, 2, 4, 8, 16, 32)

@@ -7,13 +7,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from pipeline.hybrid import chain_blocks
-from pipeline.methods.joint_asnn import JointASNN
-from pipeline.methods.snn2ann import SNN2ANN, ata_update
-from pipeline.methods.stbp import STBP
-from pipeline.spiking_train import SpikingConfig, fit
-from pipeline.surrogate import Neuron
-from pipeline.train import seed_everything
+from pipeline.training.hybrid import chain_blocks
+from pipeline.training.methods.joint_asnn import JointASNN
+from pipeline.training.methods.snn2ann import SNN2ANN, ata_update
+from pipeline.training.methods.stbp import STBP
+from pipeline.training.spiking import SpikingConfig, fit
+from pipeline.training.surrogate import Neuron
+from pipeline.training.ann import seed_everything
 
 METHODS = ("snn2ann", "joint-asnn", "stbp")
 # batch 16 splits 8 + 8, so the average of the two processes' mean-loss gradients is the full batch's gradient;

@@ -9,16 +9,17 @@ import torch
 from torch import nn
 
 import backends
-from pipeline import spiking_train
-from pipeline.atomic import write_nir
+from pipeline.training import spiking as spiking_train
+from pipeline.io.atomic import write_nir
 from pipeline.cli import main
-from pipeline.convert import convert, prepare
-from pipeline.errors import ConversionError, SpikeportError, UnsupportedLayer
-from pipeline.hybrid import chain_blocks
-from pipeline.methods import joint_asnn, snn2ann, stbp
-from pipeline.models import build_model
-from pipeline.nirio import read_graph
-from pipeline.train import seed_everything
+from pipeline.conversion.registry import convert
+from pipeline.errors import SpikeportError, UnsupportedLayer
+from pipeline.training.hybrid import chain_blocks
+from pipeline.training.methods import joint_asnn, snn2ann, stbp
+from pipeline.training.registry import check_options, get_trainer
+from pipeline.data.zoo import build_model
+from pipeline.io.nirio import read_graph
+from pipeline.training.ann import seed_everything
 
 SLICE = slice(0, 256)
 
@@ -126,9 +127,11 @@ def test_max_pooling_trains_but_export_is_refused(digits):
 def test_refusals(digits):
     with pytest.raises(SpikeportError, match="plain chain"):
         chain_blocks(build_model("resnet20", digits.input_shape, 10), digits.input_shape)
-    with pytest.raises(ConversionError, match="not trained by snn2ann"):
+    with pytest.raises(SpikeportError, match="unknown conversion method 'snn2ann' .snn2ann trains a spiking network"):
         convert(_ann(digits), digits.input_shape, digits.train_x, method="snn2ann")
-    assert isinstance(prepare("stbp", _ann(digits), digits, 0, T=2), stbp.STBP)
+    assert isinstance(get_trainer("stbp").train(_ann(digits), digits, 0, T=2), stbp.STBP)
+    with pytest.raises(SpikeportError, match="stbp does not take option.s. unit; its options: neuron, decay"):
+        check_options(get_trainer("stbp"), {"unit": "resu"})
 
 
 def test_cli_train_snn(tmp_path, capsys):
@@ -145,7 +148,7 @@ def test_cli_train_snn(tmp_path, capsys):
 # --- accuracy claims (slow): within 2 points of the same architecture's ANN, NIR within 0.5 points ------------
 
 def _claim(net, digits, digits_model):
-    from pipeline.train import evaluate
+    from pipeline.training.ann import evaluate
     ann_acc = evaluate(digits_model, digits.test_x, digits.test_y)
     snn_acc = net.history[-1]["snn_accuracy"]
     run = backends.get("reference").run(net.export(digits.input_shape), digits.test_x.numpy(), net.T)

@@ -16,12 +16,12 @@ from torch import nn
 import backends
 from backends.graph import GraphError, analyse
 from benchmarks.badinputs import small_graph
-from pipeline.atomic import write_nir
+from pipeline.io.atomic import write_nir
 from pipeline.cli import main
 from pipeline.errors import SpikeportError
-from pipeline.modelio import load_model
-from pipeline.models import build_model
-from pipeline.train import save_checkpoint
+from pipeline.io.checkpoints import load_model
+from pipeline.data.zoo import build_model
+from pipeline.training.ann import save_checkpoint
 
 
 def _with(graph: nir.NIRGraph, name: str, **changes) -> nir.NIRGraph:
@@ -134,7 +134,7 @@ def test_data_root_that_is_a_file(tmp_path, capsys):
 
 
 def test_unsupported_layer_is_named_with_the_supported_list():
-    from pipeline.convert import convert
+    from pipeline.conversion.registry import convert
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Sigmoid(), nn.Linear(16, 10)).eval()
     with pytest.raises(SpikeportError, match=r"'2' \(Sigmoid\) is not supported; supported layers: Conv2d, Linear"):
         convert(model, (1, 8, 8), torch.rand(8, 1, 8, 8), method="maxnorm")

@@ -194,7 +194,7 @@ def export_netx(graph: nir.NIRGraph, path, *, input_scale: float = 1.0, approxim
     The netx network takes inputs multiplied by `input_scale` (integers on Lava's graded input port).
     Raises `backends.Unsupported` naming the node when netx cannot express the graph, or when it can
     only approximately and `approximate` is False. `path` is written directly (callers in `pipeline`
-    wrap this with pipeline.atomic.write_with).
+    wrap this with pipeline.io.atomic.write_with).
     """
     p = plan(graph, input_scale)
     if p.approximations and not approximate:
