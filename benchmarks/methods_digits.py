@@ -14,7 +14,7 @@ from benchmarks.docs import DOC, machine, write_section
 from pipeline.conversion.registry import convert, method_names, prepare
 from pipeline.data.datasets import load_dataset
 from pipeline.data.zoo import build_model
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 from pipeline.reports.sweep import DEFAULT_T, SweepConfig, run_sweep
 from pipeline.training.ann import TrainConfig, seed_everything, train_ann
 

@@ -21,7 +21,7 @@ from pipeline.data.datasets import load_dataset
 from pipeline.hardware.deploy import accuracy_sweep
 from pipeline.hardware.hwconfig import load_hwconfig
 from pipeline.data.zoo import build_model
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 from pipeline.training.ann import TrainConfig, seed_everything, train_ann
 
 COMMAND = ".venv/bin/python -m benchmarks.quantize_digits"

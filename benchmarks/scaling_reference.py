@@ -22,7 +22,7 @@ import torch
 
 from backends.reference import DEFAULT_MAX_ELEMENTS
 from benchmarks.docs import DOC, machine, write_section
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 
 COMMAND = ".venv/bin/python -m benchmarks.scaling_reference"
 T_VALUES = (8, 16, 32, 64, 128, 256)
@@ -71,7 +71,7 @@ def _plot(by_t: list[dict], by_batch: list[dict]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from pipeline.reports.render import save_figure
+    from pipeline.io.render import save_figure
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, rows, key, fixed in ((axes[0], by_t, "T", f"batch {FIXED_BATCH}"), (axes[1], by_batch, "batch",
                                                                                   f"T={FIXED_T}")):

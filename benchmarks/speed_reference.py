@@ -22,7 +22,7 @@ from benchmarks.docs import machine, write_section
 from pipeline.conversion.registry import convert
 from pipeline.data.datasets import load_dataset
 from pipeline.data.zoo import build_model
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 
 COMMAND = ".venv/bin/python -m benchmarks.speed_reference"
 

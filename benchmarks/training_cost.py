@@ -14,7 +14,7 @@ import sys
 from types import SimpleNamespace
 
 from benchmarks.docs import machine, write_section
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 
 COMMAND = ".venv/bin/python -m benchmarks.training_cost"
 CONFIGS = {  # name: (method, options); the pairs compared share neuron kind, T and batch size
@@ -34,7 +34,7 @@ def child(name: str, T: int, batch_size: int, epochs: int) -> dict:
     """Train configuration `name` in this (fresh) process; seconds per epoch and the peak-RSS rise during training."""
     import torch
 
-    from pipeline.training.registry import get_trainer
+    from pipeline.spiking.registry import get_trainer
     from pipeline.data.datasets import load_dataset
     from pipeline.data.zoo import build_model
     from pipeline.training.ann import seed_everything

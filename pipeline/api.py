@@ -94,6 +94,10 @@ def convert(model: nn.Module, calibration_data, method: str = "robustnorm", *, i
     ['Affine', 'Affine', 'I', 'IF', 'Input', 'Output']
     """
     from pipeline.conversion.registry import convert as _convert
+    from pipeline.spiking.registry import trainer_names
+    if method in trainer_names():
+        raise SpikeportError(f"{method} is not a conversion method: it trains a spiking network directly "
+                             "(pipeline.train_snn, spikeport train-snn)")
     if not isinstance(model, nn.Module):
         raise SpikeportError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
     x = _samples(calibration_data, "calibration_data")
@@ -227,9 +231,9 @@ def train_snn(model: nn.Module, dataset: Dataset, method: str = "snn2ann", *, T:
               batch_size: int = 64, lr: float | None = None, seed: int = 0, device: str = "cpu", progress: bool = False,
               state_path: str | Path | None = None, **options) -> nn.Module:
     """Train a spiking network directly (snn2ann, joint-asnn, stbp) with `model`'s architecture (a plain chain);
-    `options` are the method's own (`pipeline.training.registry.get_trainer(method).options()`, e.g. `unit`
+    `options` are the method's own (`pipeline.spiking.registry.get_trainer(method).options()`, e.g. `unit`
     for snn2ann, `neuron` for stbp). The returned net has `history` and `export(input_shape) -> NIRGraph`."""
-    from pipeline.training.registry import check_options, get_trainer
+    from pipeline.spiking.registry import check_options, get_trainer
     trainer = get_trainer(method)
     check_options(trainer, options)
     if lr is not None:

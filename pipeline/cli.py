@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.conversion.registry import BALANCED_RESETS, method_names
     from pipeline.data.zoo import MODEL_NAMES
     from pipeline.hardware.hwconfig import available_targets
-    from pipeline.training.registry import trainer_names
+    from pipeline.spiking.registry import trainer_names
 
     targets = f"hwconfig: one of {_choices(available_targets())}, or the path of a .toml file"
     parser = argparse.ArgumentParser(prog="spikeport", description="Convert PyTorch networks to spiking networks, "
@@ -276,7 +276,7 @@ def cmd_energy(args) -> int:
                         memory_level=args.memory_level)
     print(report.to_markdown())
     if args.plot:
-        from pipeline.reports.render import energy_plot
+        from pipeline.io.render import energy_plot
         title = f"energy per inference, {report.hwconfig}, T={args.T}" + \
             (", with data movement" if args.data_movement else "")
         print(f"wrote {energy_plot(args.plot, report.to_dict()['layers'], title)}")
@@ -327,7 +327,7 @@ def cmd_train_snn(args) -> int:
     from pipeline.data.zoo import build_model
     from pipeline.training import distributed
     from pipeline.training.ann import seed_everything
-    from pipeline.training.spiking import branch_plot
+    from pipeline.spiking.train import branch_plot
     distributed.init_from_env(checks.device(args.device))
     ds = _dataset(args)
     seed_everything(args.seed)

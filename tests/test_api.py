@@ -14,7 +14,7 @@ import pipeline
 import pipeline.api
 from pipeline.conversion.registry import get_method, method_names
 from pipeline.errors import SpikeportError
-from pipeline.training.registry import get_trainer, trainer_names
+from pipeline.spiking.registry import get_trainer, trainer_names
 
 ROOT = Path(__file__).resolve().parents[1]
 

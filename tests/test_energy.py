@@ -379,7 +379,7 @@ def test_ann_only_data_movement_and_unknown_level():
 # --- plot and command line -----------------------------------------------------------------------------------
 
 def test_stacked_energy_plot_accepts_report_rows_and_old_rows(tmp_path):
-    from pipeline.reports.render import energy_plot
+    from pipeline.io.render import energy_plot
     rng = np.random.default_rng(15)
     graph = _spiking_conv_net(rng)
     run = ReferenceBackend().run(graph, rng.random((2, 2, 7, 9)), T=3)

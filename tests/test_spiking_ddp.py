@@ -7,12 +7,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from pipeline.training.hybrid import chain_blocks
-from pipeline.training.methods.joint_asnn import JointASNN
-from pipeline.training.methods.snn2ann import SNN2ANN, ata_update
-from pipeline.training.methods.stbp import STBP
-from pipeline.training.spiking import SpikingConfig, fit
-from pipeline.training.surrogate import Neuron
+from pipeline.spiking.hybrid import chain_blocks
+from pipeline.spiking.methods.joint_asnn import JointASNN
+from pipeline.spiking.methods.snn2ann import SNN2ANN, ata_update
+from pipeline.spiking.methods.stbp import STBP
+from pipeline.spiking.train import SpikingConfig, fit
+from pipeline.spiking.surrogate import Neuron
 from pipeline.training.ann import seed_everything
 
 METHODS = ("snn2ann", "joint-asnn", "stbp")

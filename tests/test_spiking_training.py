@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 import backends
-from pipeline.training import spiking as spiking_train
+import pipeline
+from pipeline.spiking import train as spiking_train
 from pipeline.io.atomic import write_nir
 from pipeline.cli import main
-from pipeline.conversion.registry import convert
 from pipeline.errors import SpikeportError, UnsupportedLayer
-from pipeline.training.hybrid import chain_blocks
-from pipeline.training.methods import joint_asnn, snn2ann, stbp
-from pipeline.training.registry import check_options, get_trainer
+from pipeline.spiking.hybrid import chain_blocks
+from pipeline.spiking.methods import joint_asnn, snn2ann, stbp
+from pipeline.spiking.registry import check_options, get_trainer
 from pipeline.data.zoo import build_model
 from pipeline.io.nirio import read_graph
 from pipeline.training.ann import seed_everything
@@ -49,7 +49,7 @@ def _same_state(a: nn.Module, b: nn.Module) -> bool:
 @pytest.mark.parametrize("name", ["snn2ann", "snn2ann-resu", "joint-asnn", "stbp-if", "stbp-lif"])
 def test_exported_nir_computes_the_training_snn(trained, digits, name, tmp_path):
     net = trained[name]
-    path = write_nir(tmp_path / "m.nir", convert(net, digits.input_shape, None, method=net.method))
+    path = write_nir(tmp_path / "m.nir", net.export(digits.input_shape))
     graph = read_graph(path)
     kinds = {type(n).__name__ for n in graph.nodes.values()}
     assert ("LIF" in kinds) == (name in ("joint-asnn", "stbp-lif")) and "I" in kinds
@@ -127,8 +127,8 @@ def test_max_pooling_trains_but_export_is_refused(digits):
 def test_refusals(digits):
     with pytest.raises(SpikeportError, match="plain chain"):
         chain_blocks(build_model("resnet20", digits.input_shape, 10), digits.input_shape)
-    with pytest.raises(SpikeportError, match="unknown conversion method 'snn2ann' .snn2ann trains a spiking network"):
-        convert(_ann(digits), digits.input_shape, digits.train_x, method="snn2ann")
+    with pytest.raises(SpikeportError, match="snn2ann is not a conversion method: it trains a spiking network"):
+        pipeline.convert(_ann(digits), digits.train_x, method="snn2ann")
     assert isinstance(get_trainer("stbp").train(_ann(digits), digits, 0, T=2), stbp.STBP)
     with pytest.raises(SpikeportError, match="stbp does not take option.s. unit; its options: neuron, decay"):
         check_options(get_trainer("stbp"), {"unit": "resu"})

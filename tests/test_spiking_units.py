@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from backends import neurons
-from pipeline.training.methods.joint_asnn import SeparateWeight, WFTWeight
-from pipeline.training.methods.snn2ann import ata_update, resu, stsu
-from pipeline.training.surrogate import Neuron
+from pipeline.spiking.methods.joint_asnn import SeparateWeight, WFTWeight
+from pipeline.spiking.methods.snn2ann import ata_update, resu, stsu
+from pipeline.spiking.surrogate import Neuron
 
 seeds = st.integers(0, 2**31 - 1)
 

@@ -104,10 +104,7 @@ def register(method: Method) -> Method:
 def get_method(name: str) -> Method:
     _load_methods()
     if name not in METHODS:
-        from pipeline.training.registry import trainer_names
-        hint = f" ({name} trains a spiking network directly: use train_snn / spikeport train-snn)" \
-            if name in trainer_names() else ""
-        raise SpikeportError(f"unknown conversion method {name!r}{hint}; choose one of: {', '.join(METHODS)}")
+        raise SpikeportError(f"unknown conversion method {name!r}; choose one of: {', '.join(METHODS)}")
     return METHODS[name]
 
 

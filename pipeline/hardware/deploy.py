@@ -17,7 +17,7 @@ from backends.nirext import fixed_point
 from pipeline.io.atomic import write_json, write_nir, write_text, write_with
 from pipeline.hardware.hwconfig import HwConfig, load_hwconfig
 from pipeline.hardware.quantize import Quantized, output_peak, quantize
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 from pipeline.hardware.resources import resource_map
 
 SWEEP_BITS = (8, 6, 4, 2)

@@ -17,7 +17,7 @@ from backends.fixedpoint import conv_kwargs
 from backends.graph import WEIGHTED_TYPES, analyse
 from pipeline.errors import SpikeportError
 from pipeline.hardware.hwconfig import HwConfig, load_hwconfig
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 
 
 class ResourceError(SpikeportError):

@@ -18,7 +18,7 @@ from pipeline.hardware.hwconfig import load_hwconfig
 from pipeline.data.zoo import build_model
 from pipeline.io.nirio import read_graph
 from pipeline.io.provenance import provenance
-from pipeline.reports.render import RUN_COLUMNS, accuracy_plot, energy_plot, markdown_table
+from pipeline.io.render import RUN_COLUMNS, accuracy_plot, energy_plot, markdown_table
 from pipeline.training.ann import TrainConfig, evaluate, save_checkpoint, seed_everything, train_ann
 
 

@@ -17,7 +17,7 @@ from backends.graph import analyse
 from backends.nirext import NEURON_TYPES
 from pipeline.io.atomic import write_json
 from pipeline.io.nirimport import IMPORTED
-from pipeline.reports.render import markdown_table, plt, save_figure
+from pipeline.io.render import markdown_table, plt, save_figure
 
 REFERENCE = "reference"
 

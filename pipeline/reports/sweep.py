@@ -18,7 +18,7 @@ from pipeline.errors import SpikeportError
 from pipeline.hardware.energy import energy_report
 from pipeline.hardware.hwconfig import load_hwconfig
 from pipeline.io.provenance import provenance
-from pipeline.reports.render import accuracy_plot, markdown_table
+from pipeline.io.render import accuracy_plot, markdown_table
 from pipeline.training.ann import evaluate
 
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128)

@@ -1,3 +1,3 @@
-"""Training: the ANN (`ann`), spiking networks trained directly (`spiking`, `hybrid`, `surrogate`, `methods/`),
-resumable state (`resume`) and data-parallel runs under torchrun (`distributed`).
+"""ANN training: the training loop and evaluation (`ann`), resumable training state (`resume`) and data-parallel
+runs under torchrun (`distributed`); conversion methods that fine-tune and SNN training build on it.
 """

@@ -416,7 +416,7 @@ def plot_k_curve(path, curves: dict[str, np.ndarray], title: str = "K curve (Eq.
                  bounds: dict[str, float] | None = None):
     """K(t) per layer against t (log y); `bounds` (node -> Omega) adds the 2 Omega / t curves of Theorem 2.
     Written atomically (PNG)."""
-    from pipeline.reports.render import plt, save_figure
+    from pipeline.io.render import plt, save_figure
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, k in curves.items():
         t = np.arange(1, len(k) + 1)

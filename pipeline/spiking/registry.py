@@ -40,7 +40,7 @@ def register(method: TrainingMethod) -> TrainingMethod:
 
 
 def _load() -> None:
-    import pipeline.training.methods  # noqa: F401  (registers snn2ann, joint-asnn, stbp)
+    import pipeline.spiking.methods  # noqa: F401  (registers snn2ann, joint-asnn, stbp)
 
 
 def trainer_names() -> list[str]:

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.training import distributed
-from pipeline.training.registry import TrainingMethod, register
+from pipeline.spiking.registry import TrainingMethod, register
 from pipeline.errors import SpikeportError
-from pipeline.training.hybrid import chain_blocks, export_blocks, repeat_steps
-from pipeline.training.spiking import SpikingNet, train_on
-from pipeline.training.surrogate import Neuron
+from pipeline.spiking.hybrid import chain_blocks, export_blocks, repeat_steps
+from pipeline.spiking.train import SpikingNet, train_on
+from pipeline.spiking.surrogate import Neuron
 from pipeline.training.ann import seed_everything
 
 UNITS = ("stsu", "resu", "none")

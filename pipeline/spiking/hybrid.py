@@ -15,7 +15,7 @@ from torch import nn
 from backends.nirext import graph_metadata, neuron_metadata
 from pipeline.conversion.activations import SpikingActivation
 from pipeline.errors import ConversionError, SpikeportError, UnsupportedLayer
-from pipeline.training.surrogate import Neuron
+from pipeline.spiking.surrogate import Neuron
 from pipeline.conversion.trace import trace
 
 PASSTHROUGH = (nn.Flatten, nn.AvgPool2d, nn.Identity, nn.Dropout)

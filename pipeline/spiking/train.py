@@ -125,7 +125,7 @@ def fit(net: SpikingNet, train_x, train_y, test_x, test_y, cfg: SpikingConfig, *
 
 def branch_plot(path, history: list[dict], title: str) -> Path:
     """Validation accuracy per epoch of the ANN and SNN branches (the SNN2ANN paper's Fig. 11-12 view)."""
-    from pipeline.reports.render import plt, save_figure
+    from pipeline.io.render import plt, save_figure
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [row["epoch"] for row in history]
     for branch, style in (("ann", "o-"), ("snn", "s--")):
