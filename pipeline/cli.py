@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"dnisnm; methods: {_choices(method_names())}")
     p.add_argument("--T", type=_positive, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128])
     p.add_argument("--method-epochs", type=_positive, default=10, help="fine-tuning epochs for methods that train")
+    p.add_argument("--targets", default="cmos45nm,loihi", help="comma-separated hwconfig targets priced per (method, "
+                   f"T), each with an accuracy-energy Pareto front; {targets}")
     p.add_argument("--out", default="out/sweep")
     _add_data_args(p)
 
@@ -303,10 +305,20 @@ def cmd_sweep(args) -> int:
         ann = ann.cpu().eval()
     cfg = SweepConfig(out=Path(args.out), methods=methods,
                       T_values=tuple(args.T), method_epochs=args.method_epochs, seed=args.seed, device=args.device,
-                      progress=not args.quiet, limit=args.limit)
+                      progress=not args.quiet, limit=args.limit, targets=_targets(args.targets))
     run_sweep(ann, ds, cfg)
     print(f"wrote {cfg.out / 'report.md'}, {cfg.out / 'results.json'}, {cfg.out / 'accuracy_vs_T.png'}")
     return 0
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    from pipeline.hardware.hwconfig import load_hwconfig
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not names:
+        raise SpikeportError(f"--targets {text!r} names no hwconfig; e.g. --targets cmos45nm,loihi")
+    for name in names:   # bad names fail before the ANN trains
+        load_hwconfig(name)
+    return names
 
 
 def cmd_parity(args) -> int:

@@ -67,6 +67,34 @@ def test_sweep_writes_table_json_plot_and_nir(tmp_path, digits, digits_model):
     from pipeline.hardware.hwconfig import load_hwconfig
     again = energy_report(nir.read(tmp_path / "maxnorm.nir", type_check=False), direct, load_hwconfig("cmos45nm"), 8)
     assert res["energy"]["per_method"]["maxnorm"]["snn_joules_per_inference"] == again.snn_joules_per_inference
+    loihi = energy_report(nir.read(tmp_path / "maxnorm.nir", type_check=False), direct, load_hwconfig("loihi"), 8)
+    assert res["runs"][1]["energy"]["loihi"] == loihi.snn_joules_per_inference
+
+
+def test_sweep_reports_intervals_paired_tests_and_the_pareto_front(tmp_path, digits, digits_model):
+    """Intervals, McNemar counts and the front recomputed here from the runs and the ANN's own predictions."""
+    from pipeline.reports.stats import wilson_interval
+    cfg = SweepConfig(out=tmp_path, methods=("maxnorm", "robustnorm"), T_values=(1, 4, 16), progress=False, limit=90)
+    res = run_sweep(digits_model, digits, cfg, log=lambda *_: None)
+    n = 90
+    for row in res["runs"]:
+        assert row["ci95"] == list(wilson_interval(round(row["accuracy"] * n), n))
+    x, y = digits.test_x[:n].numpy(), digits.test_y[:n].numpy()
+    ann_correct = digits_model(digits.test_x[:n]).argmax(1).numpy() == y
+    graphs = {m: convert(digits_model, digits.input_shape, digits.train_x, method=m) for m in ("maxnorm", "robustnorm")}
+    for entry in res["significance"]:
+        snn_correct = backends.get("reference").run(graphs[entry["best"]], x, entry["T"]).predictions == y
+        assert entry["vs_ann"]["a_only"] == int((snn_correct & ~ann_correct).sum())
+        assert entry["vs_ann"]["b_only"] == int((~snn_correct & ann_correct).sum())
+    for target in ("cmos45nm", "loihi"):
+        front = res["pareto"][target]["front"]
+        for point in front:   # nothing both more accurate and cheaper
+            assert not any(r["accuracy"] > point["accuracy"] and r["energy"][target] < point["energy"]
+                           for r in res["runs"])
+        assert front[-1]["accuracy"] == max(r["accuracy"] for r in res["runs"])
+        assert (tmp_path / f"pareto_{target}.png").stat().st_size > 1000
+    report = (tmp_path / "report.md").read_text()
+    assert "## Significance" in report and "## Accuracy and energy on loihi" in report
 
 
 def test_sweep_entry_with_a_reset_converts_with_it(tmp_path, digits, digits_model, digits_graphs):

@@ -90,3 +90,26 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 RUN_COLUMNS = [("backend", "backend"), ("T", "T"), ("accuracy", "accuracy"), ("agreement", "agreement with reference"),
                ("spikes_per_sample", "spikes / sample"), ("samples", "samples"), ("seconds", "seconds")]
+
+
+def pareto_plot(path, points: list[dict], front: list[dict], ann_accuracy: float, ann_energy: float,
+                title: str) -> Path:
+    """Accuracy vs energy per inference (log scale), one marker per (method, T), the Pareto front as a line
+    and the ANN as a star."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label in dict.fromkeys(p["label"] for p in points):
+        pts = sorted((p["energy"], 100 * p["accuracy"], p["T"]) for p in points if p["label"] == label)
+        ax.plot([1e9 * e for e, _, _ in pts], [a for _, a, _ in pts], marker="o", linestyle=":", label=label)
+        for e, a, T in pts:
+            ax.annotate(str(T), (1e9 * e, a), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    ax.step([1e9 * p["energy"] for p in front], [100 * p["accuracy"] for p in front], where="post", color="black",
+            linewidth=1, label="Pareto front")
+    ax.plot([1e9 * ann_energy], [100 * ann_accuracy], marker="*", markersize=12, color="black", linestyle="",
+            label="ANN")
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per inference (nJ, log scale); labels: T")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)

@@ -40,16 +40,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512, device: str = "cpu") -> np.ndarray:
+    """Top-1 class of `model` for every sample of `x`."""
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate([model(x[lo:lo + batch_size].to(device)).argmax(1).cpu().numpy()
+                               for lo in range(0, len(x), batch_size)] or [np.zeros(0, np.int64)])
+
+
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
              device: str = "cpu") -> float:
     """Top-1 accuracy of `model` on (x, y)."""
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for lo in range(0, len(x), batch_size):
-            out = model(x[lo:lo + batch_size].to(device))
-            correct += int((out.argmax(1).cpu() == y[lo:lo + batch_size]).sum())
-    return correct / max(len(x), 1)
+    return float((predict(model, x, batch_size, device) == np.asarray(y)).mean()) if len(x) else 0.0
 
 
 def _settings(cfg: TrainConfig) -> dict:
