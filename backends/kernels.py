@@ -1,6 +1,7 @@
-"""Fused IF neuron update over a chunk of time steps, compiled with numba: one pass over the input current.
+"""Fused neuron updates over a chunk of time steps, compiled with numba: one pass over the input current, for
+IF neurons and the signed neuron with memory (DNISNM).
 
-The floats are exactly those of `backends.neurons.if_step` (no fast-math, so no contraction of r*x + v).
+The floats are exactly those of `backends.neurons.if_step` / `snm_step` (no fast-math, so no contraction of r*x + v).
 """
 from __future__ import annotations
 
@@ -41,6 +42,29 @@ def _if_chunk(v, x, r, threshold, v_reset, out, counts, rows, unit_r, subtract):
             rows[t, b] = n
 
 
+@numba.njit(nogil=True, cache=True)
+def _snm_chunk(v, m, x, r, threshold, out, counts, rows, unit_r):  # pragma: no cover (compiled)
+    """`backends.neurons.snm_step` over all steps of one chunk; shapes as `_if_chunk`, m like v. out gets z in
+    {-1, 0, +1}, counts |z|, rows[t, b] the number of non-zero z of sample b at step t."""
+    steps, batch, size = x.shape
+    for t in range(steps):
+        for b in range(batch):
+            vb, mb, xb, ob, cb = v[b], m[b], x[t, b], out[t, b], counts[b]
+            n = 0
+            for s in range(size):
+                vv = vb[s] + (xb[s] if unit_r else r[s] * xb[s])
+                pos = vv >= threshold[s]
+                neg = (vv <= -threshold[s]) and (mb[s] > 0) and not pos
+                z = 1.0 if pos else (-1.0 if neg else 0.0)
+                vb[s] = vv - threshold[s] * z
+                mb[s] += z
+                ob[s] = z
+                fired = pos or neg
+                cb[s] += fired
+                n += fired
+            rows[t, b] = n
+
+
 def supports(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the kernel runs tensors of this device and dtype: the CPU, float32 or float64."""
     return device.type == "cpu" and dtype in (torch.float32, torch.float64)
@@ -60,14 +84,18 @@ def _threads() -> ThreadPoolExecutor:
     return _pool[1]
 
 
+def _flat(shape, *params: torch.Tensor) -> list[np.ndarray]:
+    """Node parameters broadcast to the node shape, flattened, as numpy arrays for a kernel."""
+    return [t.expand(shape).contiguous().reshape(-1).cpu().numpy() for t in params]
+
+
 class IFKernel:
     """IF neurons of one node over all steps of a chunk at once; the batch is split over torch's thread count
     (the kernel releases the GIL). Reset by subtraction fires on v >= θ, reset to v_reset on v > θ."""
 
     def __init__(self, r: torch.Tensor, threshold: torch.Tensor, v_reset: torch.Tensor, shape, *, subtract: bool):
-        flat = [t.expand(shape).contiguous().reshape(-1).cpu().numpy() for t in (r, threshold, v_reset)]
-        self.params, self.size = flat, int(np.prod(shape))
-        self.unit_r, self.subtract = bool((flat[0] == 1).all()), subtract
+        self.params, self.size = _flat(shape, r, threshold, v_reset), int(np.prod(shape))
+        self.unit_r, self.subtract = bool((self.params[0] == 1).all()), subtract
 
     def __call__(self, v: torch.Tensor, x: torch.Tensor, out: torch.Tensor, counts: torch.Tensor,
                  rows: torch.Tensor) -> None:
@@ -81,6 +109,27 @@ class IFKernel:
         rows_ = rows.numpy()
         split_rows(lambda b: _if_chunk(v_[b], x_[:, b], *self.params, out_[:, b], counts_[b], rows_[:, b],
                                        self.unit_r, self.subtract), batch, steps * batch * size / MIN_PER_THREAD)
+
+
+class SNMKernel:
+    """Signed neurons with memory (DNISNM Eq. 19-23) of one node over all steps of a chunk, as `IFKernel`."""
+
+    def __init__(self, r: torch.Tensor, threshold: torch.Tensor, shape):
+        self.params, self.size = _flat(shape, r, threshold), int(np.prod(shape))
+        self.unit_r = bool((self.params[0] == 1).all())
+
+    def __call__(self, state: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, out: torch.Tensor,
+                 counts: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`state` (v, m), each (batch, *shape), updated in place; otherwise as `IFKernel.__call__`, with signed
+        spikes in `out` and |z| added to `counts`."""
+        v, m = state
+        steps, batch, size = len(x), len(v), self.size
+        v_, m_, x_ = v.view(batch, size).numpy(), m.view(batch, size).numpy(), x.reshape(steps, batch, size).numpy()
+        out_, counts_ = out.view(steps, batch, size).numpy(), counts.view(batch, size).numpy()
+        rows_ = rows.numpy()
+        split_rows(lambda b: _snm_chunk(v_[b], m_[b], x_[:, b], *self.params, out_[:, b], counts_[b], rows_[:, b],
+                                        self.unit_r), batch, steps * batch * size / MIN_PER_THREAD)
+        return state
 
 
 def split_rows(run, rows: int, shares: float) -> None:

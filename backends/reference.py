@@ -113,10 +113,12 @@ class _Lowering:
 
     def if_(self, name, node) -> Op:
         sem, v0 = self._v0(name, node)
+        fast = kernels.supports(self.device, self.dtype)
         if sem.signed:
             snm = neurons.SNMParams(self.t(node.r), self.t(node.v_threshold))
             return Op(lambda s, x: neurons.snm_step(s, x, snm),
-                      init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True, signed=True)
+                      init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True, signed=True,
+                      steps_into=kernels.SNMKernel(*snm, self.view.shape(name)) if fast else None)
         p = neurons.IFParams(self.t(node.r), self.t(node.v_threshold), self.t(node.v_reset), sem.reset == "subtract")
         kernel = kernels.IFKernel(*p[:3], self.view.shape(name), subtract=p.subtract)
 
@@ -130,7 +132,6 @@ class _Lowering:
         def steps_in_kernel(v, x, out, counts, rows):
             kernel(v, x, out, counts, rows)
             return v
-        fast = kernels.supports(self.device, self.dtype)
         return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True,
                   steps_into=steps_in_kernel if fast else steps_in_torch)
 
