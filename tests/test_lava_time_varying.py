@@ -22,6 +22,7 @@ from backends import fixedpoint
 from backends.graph import analyse
 from backends.lava import LavaBackend
 from backends.lava import stream as lava_stream
+from backends.lava.layout import Signal
 from backends.nirext import neuron_semantics
 from pipeline.hardware.quantize import quantize
 from tests.graphs import if_node, mlp, single_if
@@ -29,8 +30,7 @@ from tests.graphs import if_node, mlp, single_if
 pytestmark = pytest.mark.lava
 
 LAVA, REF = LavaBackend(), backends.get("reference")
-KINDS = ("binary", "signed", "graded")
-FEW = settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FEW = settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 def reference_takes_time_varying() -> bool:
@@ -46,13 +46,13 @@ needs_reference = pytest.mark.skipif(not reference_takes_time_varying(),
                                      reason="the reference simulator does not accept (N, T, ...) inputs yet")
 
 
-def events(rng: np.random.Generator, kind: str, shape) -> np.ndarray:
-    """Random input events: binary {0, 1}, signed {-1, 0, 1}, graded multiples of 1/8 in [-2, 2] (mostly 0)."""
-    if kind == "binary":
-        return (rng.random(shape) < 0.4).astype(np.float32)
-    if kind == "signed":
-        return rng.choice([-1.0, 0.0, 0.0, 1.0], shape).astype(np.float32)
-    return (rng.integers(-16, 17, shape) / 8 * (rng.random(shape) < 0.5)).astype(np.float32)
+def events(rng: np.random.Generator, shape) -> np.ndarray:
+    """Random input events for samples of `shape` (T, ...), one sample of each kind: binary {0, 1}, signed
+    {-1, 0, 1}, graded multiples of 1/8 in [-2, 2] (half of them 0)."""
+    binary = (rng.random(shape) < 0.4).astype(np.float32)
+    signed = rng.choice([-1.0, 0.0, 0.0, 1.0], shape).astype(np.float32)
+    graded = (rng.integers(-16, 17, shape) / 8 * (rng.random(shape) < 0.5)).astype(np.float32)
+    return np.stack([binary, signed, graded])
 
 
 def eighths(rng, *shape, lo=-6, hi=7) -> np.ndarray:
@@ -140,65 +140,31 @@ def assert_same_spikes(run, trains: dict) -> None:
         np.testing.assert_array_equal(run.spikes[name], z, err_msg=name)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@FEW
-@given(seed=st.integers(0, 2**16))
-def test_float_mlp_and_conv_spike_for_spike_with_a_per_step_loop(kind, seed):
+def check_float(seed: int) -> None:
+    """An MLP (reset by subtraction or to zero, v_init) and a conv graph on Lava against `float_loop`."""
     rng = np.random.default_rng(seed)
     T = int(rng.integers(3, 9))
     mlp_graph = mlp(eighths(rng, 5, 4), eighths(rng, 5, lo=-1, hi=2), eighths(rng, 2, 5), eighths(rng, 2),
                     threshold=0.75, v_init=0.25, reset=("subtract", "zero")[seed % 2])
     for g, shape in ((mlp_graph, (4,)), (conv_graph(rng), (2, 4, 5))):
-        x = events(rng, kind, (2, T, *shape))
+        x = events(rng, (T, *shape))
         run = LAVA.run(g, x, T, record=True)
         trains, out = float_loop(g, x)
         assert_same_spikes(run, trains)
         np.testing.assert_allclose(run.outputs, out, rtol=0, atol=1e-9)
-        np.testing.assert_array_equal(run.spike_counts["if1"], trains["if1"].reshape(2, -1).sum(1))
+        np.testing.assert_array_equal(run.spike_counts["if1"], trains["if1"].reshape(len(x), -1).sum(1))
         first = next(k for k in ("fc1", "conv") if k in run.input_events)
         np.testing.assert_allclose(run.input_events[first], (x != 0).sum(1).mean(0))
 
 
-def test_time_varying_input_differs_from_its_mean_and_a_constant_one_equals_direct():
-    """A constant (N, T, ...) input is direct encoding, step for step; reversing the steps changes the spikes."""
-    rng = np.random.default_rng(3)
-    g = mlp(eighths(rng, 5, 4), eighths(rng, 5), eighths(rng, 2, 5), eighths(rng, 2), threshold=0.75)
-    x = eighths(rng, 3, 4, lo=0, hi=9)
-    T = 6
-    direct = LAVA.run(g, x, T, record=True)
-    repeated = LAVA.run(g, np.repeat(x[:, None], T, axis=1), T, record=True)
-    np.testing.assert_array_equal(repeated.spikes["if1"], direct.spikes["if1"])
-    np.testing.assert_array_equal(repeated.outputs, direct.outputs)
-    ramp = x[:, None] * np.arange(T)[None, :, None] / T
-    forward = LAVA.run(g, ramp, T, record=True)
-    backward = LAVA.run(g, ramp[:, ::-1], T, record=True)
-    assert not np.array_equal(forward.spikes["if1"], backward.spikes["if1"])
-    assert_same_spikes(forward, float_loop(g, ramp)[0])
-
-
-def test_blocks_crossing_sample_boundaries_give_the_same_run(monkeypatch):
-    """The stream in blocks of 5 steps (T = 4, so blocks straddle samples) equals one block per run."""
-    rng = np.random.default_rng(8)
-    g = mlp(eighths(rng, 5, 3), eighths(rng, 5), eighths(rng, 2, 5), eighths(rng, 2), threshold=0.5)
-    x = events(rng, "graded", (3, 4, 3))
-    whole = LAVA.run(g, x, 4, record=True)
-    monkeypatch.setattr(lava_stream, "BLOCK_BYTES", 5 * 3 * 8)
-    blocks = LAVA.run(g, x, 4, record=True)
-    np.testing.assert_array_equal(blocks.spikes["if1"], whole.spikes["if1"])
-    np.testing.assert_array_equal(blocks.outputs, whole.outputs)
-    assert_same_spikes(blocks, float_loop(g, x)[0])
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@FEW
-@given(seed=st.integers(0, 2**16))
-def test_fixed_point_spike_for_spike_with_the_integer_loop(kind, seed):
-    """A quantized MLP (reset to zero or by subtraction, 4-bit weights) on Lava's fixed_pt models."""
+def check_fixed(seed: int) -> None:
+    """A quantized MLP (reset to zero or by subtraction, 4-bit weights) on Lava's fixed_pt models against
+    `fixed_loop`."""
     rng = np.random.default_rng(seed)
     T = int(rng.integers(3, 9))
     g = mlp(rng.normal(0, 0.8, (6, 4)), rng.normal(0, 0.2, 6), rng.normal(0, 0.8, (3, 6)), np.zeros(3),
             v_init=0.5 if seed % 2 else None, reset=("zero", "subtract")[seed % 2])
-    x = events(rng, kind, (2, T, 4))
+    x = events(rng, (T, 4))
     q = quantize(g, "loihi", x.reshape(-1, 4), weight_bits=4).graph
     run = LAVA.run(q, x, T, record=True)
     trains, out = fixed_loop(q, x)
@@ -206,30 +172,79 @@ def test_fixed_point_spike_for_spike_with_the_integer_loop(kind, seed):
     np.testing.assert_array_equal(run.outputs, out)
 
 
-@needs_reference
-@pytest.mark.parametrize("kind", KINDS)
+def test_float_spike_for_spike_with_a_per_step_loop():
+    check_float(0)
+    check_float(1)
+
+
+def test_fixed_point_spike_for_spike_with_the_integer_loop():
+    check_fixed(0)
+    check_fixed(1)
+
+
+@pytest.mark.slow
 @FEW
 @given(seed=st.integers(0, 2**16))
-def test_float_spike_for_spike_with_the_reference(kind, seed):
+def test_float_spike_for_spike_with_a_per_step_loop_on_random_graphs(seed):
+    check_float(seed)
+
+
+@pytest.mark.slow
+@FEW
+@given(seed=st.integers(0, 2**16))
+def test_fixed_point_spike_for_spike_with_the_integer_loop_on_random_graphs(seed):
+    check_fixed(seed)
+
+
+def test_time_varying_input_differs_from_its_mean_and_a_constant_one_equals_direct():
+    """A constant (N, T, ...) input is direct encoding, step for step; reversing a ramp changes the spikes."""
+    rng = np.random.default_rng(3)
+    g = mlp(eighths(rng, 5, 4), eighths(rng, 5), eighths(rng, 2, 5), eighths(rng, 2), threshold=0.75)
+    x = eighths(rng, 1, 4, lo=4, hi=9)
+    T = 6
+    direct = LAVA.run(g, x, T, record=True)
+    ramp = x[:, None] * np.arange(T)[None, :, None] / T
+    varying = np.concatenate([np.repeat(x[:, None], T, axis=1), ramp, ramp[:, ::-1]])
+    run = LAVA.run(g, varying, T, record=True)
+    np.testing.assert_array_equal(run.spikes["if1"][:1], direct.spikes["if1"])
+    np.testing.assert_array_equal(run.outputs[:1], direct.outputs)
+    assert not np.array_equal(run.spikes["if1"][1], run.spikes["if1"][2])
+    assert_same_spikes(run, float_loop(g, varying)[0])
+
+
+def test_blocks_crossing_sample_boundaries_give_the_same_run(monkeypatch):
+    """The stream in blocks of 5 steps (T = 4, so blocks straddle samples) equals one block per run."""
+    rng = np.random.default_rng(8)
+    g = mlp(eighths(rng, 5, 3), eighths(rng, 5), eighths(rng, 2, 5), eighths(rng, 2), threshold=0.5)
+    x = events(rng, (4, 3))
+    monkeypatch.setattr(lava_stream, "BLOCK_BYTES", 5 * 3 * 8)
+    blocks = LAVA.run(g, x, 4, record=True)
+    assert lava_stream.InputStream(x, 4, True, Signal.canonical((), (3,), delay=0)).block == 5
+    assert_same_spikes(blocks, float_loop(g, x)[0])
+
+
+@needs_reference
+@FEW
+@given(seed=st.integers(0, 2**16))
+def test_float_spike_for_spike_with_the_reference(seed):
     rng = np.random.default_rng(seed)
     T = int(rng.integers(3, 9))
     g = conv_graph(rng)
-    x = events(rng, kind, (2, T, 2, 4, 5))
+    x = events(rng, (T, 2, 4, 5))
     run, ref = LAVA.run(g, x, T, record=True), REF.run(g, x, T, record=True)
     assert_same_spikes(run, ref.spikes)
     np.testing.assert_allclose(run.outputs, ref.outputs, rtol=0, atol=1e-6)
 
 
 @needs_reference
-@pytest.mark.parametrize("kind", KINDS)
 @FEW
 @given(seed=st.integers(0, 2**16))
-def test_fixed_point_spike_for_spike_with_the_reference(kind, seed):
+def test_fixed_point_spike_for_spike_with_the_reference(seed):
     rng = np.random.default_rng(seed)
     T = int(rng.integers(3, 9))
     g = mlp(rng.normal(0, 0.8, (6, 4)), rng.normal(0, 0.2, 6), rng.normal(0, 0.8, (3, 6)), np.zeros(3),
             reset="zero")
-    x = events(rng, kind, (2, T, 4))
+    x = events(rng, (T, 4))
     q = quantize(g, "loihi", x.reshape(-1, 4), weight_bits=4).graph
     run, ref = LAVA.run(q, x, T, record=True), REF.run(q, x, T, fixed_point=True, record=True)
     assert_same_spikes(run, ref.spikes)
@@ -239,8 +254,6 @@ def test_fixed_point_spike_for_spike_with_the_reference(kind, seed):
 def test_input_stream_blocks_hold_the_samples_back_to_back_in_lava_layout():
     """Hand check of the stream Lava's SpikeDataloader reads: (C, H, W) = (2, 1, 3) is Lava's (W, H, C) = (3, 1, 2),
     global step g is step g % T of sample g // T, blocks of 3 steps, zeros past the end."""
-    from backends.lava.layout import Signal
-
     x = np.arange(2 * 2 * 6, dtype=np.float32).reshape(2, 2, 2, 1, 3)   # N = 2, T = 2, (C, H, W) = (2, 1, 3)
     sig = Signal.canonical((), (2, 1, 3), delay=0)
     s = lava_stream.InputStream(x, 2, True, sig, block_bytes=3 * 6 * 8)

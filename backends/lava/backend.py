@@ -1,8 +1,9 @@
 """The Lava backend: runs a NIR graph on lava-nc's floating-point process models (Loihi2SimCfg), and a
 quantized graph on its bit-accurate fixed-point models (select_tag="fixed_pt").
 
-One network is compiled per chunk of samples and streams them back to back; results come back from
-each neuron layer's own bookkeeping, aligned to the synchronous time base of docs/nir-extensions.md.
+One network is compiled per chunk of samples and streams them (direct or time-varying input) back to back;
+results come back from each neuron layer's bookkeeping, aligned to the synchronous time base of
+docs/nir-extensions.md.
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class LavaBackend:
     """Runs NIR graphs on Lava (CPU simulation of Loihi 2 process models): a float graph on the floating-point
     models, a quantized graph (`spikeport quantize`) on the fixed_pt models, bit-exact with `backends.fixedpoint`.
 
+    IF/LIF/CubaLIF nodes run on Lava's own LIF process (`lava.proc.lif.LIFReset`) where their semantics are
+    its, the rest on spikeport's processes (`backends/lava/procs/`; docs/nir-extensions.md, "On Lava").
     Every node type in `SUPPORTED_TYPES` and every neuron semantics of docs/nir-extensions.md is run
     faithfully, so `approximate` never has anything to ignore; what cannot be lowered (e.g. a Conv2d
     with asymmetric 'same' padding, or int8 overflow of Lava's Conv parameters with conv='conv') raises

@@ -50,15 +50,15 @@ class InputStream:
 
     Item j is `(data, 0)`: data (*lava_shape, block) holds global steps j*block .. (j+1)*block - 1, global
     step g being step g % T of sample g // T; steps past the last sample are zeros. `fmt` quantizes (fixed
-    point, int32), else float64.
+    point, int32), else float64. Blocks hold at most `block_bytes` (default `BLOCK_BYTES`).
     """
 
     def __init__(self, inputs: np.ndarray, T: int, varying: bool, signal: Signal, fmt: InputFormat | None = None,
-                 block_bytes: int = BLOCK_BYTES) -> None:
+                 block_bytes: int | None = None) -> None:
         self.inputs, self.T, self.varying, self.signal, self.fmt = inputs, int(T), bool(varying), signal, fmt
         self.steps = len(inputs) * self.T
         step_bytes = 8 * int(np.prod(signal.lava_shape))
-        self.block = int(min(self.steps, max(1, block_bytes // step_bytes)))
+        self.block = int(min(self.steps, max(1, (block_bytes or BLOCK_BYTES) // step_bytes)))
 
     def __len__(self) -> int:
         return -(-self.steps // self.block)
