@@ -1,9 +1,10 @@
 """Lowers a checked NIR graph to connected lava-nc processes: one function per NIR node type.
 
-Semantics follow docs/nir-extensions.md; Lava's Dense and Conv add one step of delay each, which the
-lowering tracks per edge (`Signal.delay`), evens out at fan-in with `Delay` processes and hands to
-each neuron layer as the offset of its sample windows. A quantized graph (`Builder.fixed`) is lowered to
-integer parameters for Lava's fixed_pt models, as `backends.fixedpoint` reads them.
+Semantics follow docs/nir-extensions.md ("On Lava"); the input source and Lava's Dense and Conv add one step
+of delay each, which the lowering tracks per edge (`Signal.delay`), evens out at fan-in with `Delay` processes
+and hands to each neuron layer as the offset of its sample windows. Neuron nodes become Lava's own LIFReset
+where `backends.lava.stock` finds their semantics its, else spikeport's NeuronLayer. A quantized graph
+(`Builder.fixed`) is lowered to integer parameters for Lava's fixed_pt models, as `backends.fixedpoint` reads them.
 """
 from __future__ import annotations
 
