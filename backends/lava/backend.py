@@ -1,8 +1,9 @@
 """The Lava backend: runs a NIR graph on lava-nc's floating-point process models (Loihi2SimCfg), and a
 quantized graph on its bit-accurate fixed-point models (select_tag="fixed_pt").
 
-One network is compiled per chunk of samples and streams them back to back; results come back from
-each neuron layer's own bookkeeping, aligned to the synchronous time base of docs/nir-extensions.md.
+One network is compiled per chunk of samples and streams them (direct or time-varying input) back to back;
+results come back from each neuron layer's bookkeeping, aligned to the synchronous time base of
+docs/nir-extensions.md.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from backends import fixedpoint
 from backends.graph import analyse
 from backends.lava.lowering import LOWERINGS, Builder, Network
+from backends.lava.stream import time_varying
 from backends.nirext import SPIKING_TYPES, fixed_point
 from backends.result import RunResult
 from lava.magma.core.process.process import ProcessServer
@@ -36,6 +38,8 @@ class LavaBackend:
     """Runs NIR graphs on Lava (CPU simulation of Loihi 2 process models): a float graph on the floating-point
     models, a quantized graph (`spikeport quantize`) on the fixed_pt models, bit-exact with `backends.fixedpoint`.
 
+    IF/LIF/CubaLIF nodes run on Lava's own LIF process (`lava.proc.lif.LIFReset`) where their semantics are
+    its, the rest on spikeport's processes (`backends/lava/procs/`; docs/nir-extensions.md, "On Lava").
     Every node type in `SUPPORTED_TYPES` and every neuron semantics of docs/nir-extensions.md is run
     faithfully, so `approximate` never has anything to ignore; what cannot be lowered (e.g. a Conv2d
     with asymmetric 'same' padding, or int8 overflow of Lava's Conv parameters with conv='conv') raises
@@ -49,24 +53,30 @@ class LavaBackend:
         "limits": ["Conv2d: symmetric padding (conv='conv' also: kernel, stride, padding, dilation, groups <= 127)",
                    "Flatten: of all non-batch dimensions"],
     }
-    memory_budget = 64 * 2**20  # bytes of input stream and spike rasters per compiled network
+    memory_budget = 64 * 2**20  # bytes of spike rasters per compiled network
 
     def run(self, graph: nir.NIRGraph, inputs: np.ndarray, T: int, *, record: bool = False,
-            approximate: bool = False, progress: bool = False, conv: str = "sparse") -> RunResult:
-        """Run `graph` on `inputs` (N, *input shape, torch layout) for `T` steps per sample.
+            approximate: bool = False, progress: bool = False, conv: str = "sparse",
+            neurons: str = "stock") -> RunResult:
+        """Run `graph` for `T` steps per sample on `inputs` (torch layout): (N, *input shape) drives every
+        step with the same tensor (direct encoding), (N, T, *input shape) gives step t its own `x[:, t]`
+        (binary, signed or graded events); either streams in blocks through Lava's SpikeDataloader.
 
         `record` adds spike trains (N, T, *shape) per spiking node; `approximate` is accepted for the
         common backend interface but never changes anything here (see the class docstring); `conv` picks
-        the Lava process a Conv2d becomes (`lowering.CONV_PROCESSES`).
+        the Lava process a Conv2d becomes (`lowering.CONV_PROCESSES`); `neurons="stock"` runs IF/LIF/CubaLIF
+        nodes on Lava's own LIF process wherever their semantics are its (`backends.lava.stock`),
+        `"custom"` all of them on spikeport's `NeuronLayer` (`lowering.NEURON_PROCESSES`).
         """
         if int(T) < 1:
             raise ValueError(f"T must be at least 1, got {T}")
         T = int(T)
         view = analyse(graph, SUPPORTED_TYPES)
-        inputs = np.asarray(inputs, dtype=np.float64)
+        inputs = np.asarray(inputs)
         if inputs.ndim == 0 or len(inputs) == 0:
             raise ValueError(f"inputs must hold at least one sample, got an array of shape {inputs.shape}")
-        chunk = self._chunk_size(view, inputs, T, record)
+        varying = time_varying(inputs.shape, view.shape(view.input), T)
+        chunk = self._chunk_size(view, len(inputs), T, record)
         quantized = fixed_point("graph", graph.metadata, "graph") is not None
         if quantized:
             fixedpoint.input_format(graph)
@@ -75,33 +85,46 @@ class LavaBackend:
         parts = []
         with tqdm(total=len(inputs) * T, desc=f"lava T={T}", unit="step", disable=not progress, leave=False) as bar:
             for lo in range(0, len(inputs), chunk):
-                parts.append(_run_chunk(view, inputs[lo:lo + chunk], T, record, conv, bar if progress else None,
-                                        FIXED_TAG if quantized else SELECT_TAG))
+                parts.append(_run_chunk(view, inputs[lo:lo + chunk], T, record, bar if progress else None,
+                                        FIXED_TAG if quantized else SELECT_TAG,
+                                        dict(conv=conv, varying=varying, neurons=neurons)))
         result = _merge(parts, T, len(inputs), time.perf_counter() - start, record)
         if quantized:   # integer outputs back to values; an added output integrator holds them in v units
             pred = view.node(view.preds[view.output][0])
             result.outputs = result.outputs * (out_unit if isinstance(pred, nir.I) else out_unit / 2 ** fixedpoint.ACT_SHIFT)
         return result
 
-    def _chunk_size(self, view, inputs: np.ndarray, T: int, record: bool) -> int:
-        per_step = inputs[0].size * 8
-        if record:
-            per_step += sum(int(np.prod(view.shape(n))) for n in view.order
-                            if isinstance(view.node(n), SPIKING_TYPES))
-        return int(min(len(inputs), max(1, self.memory_budget // (per_step * T))))
+    def neuron_processes(self, graph: nir.NIRGraph, *, neurons: str = "stock") -> dict[str, str]:
+        """The Lava process each neuron node of `graph` runs on: 'LIFReset' (lava.proc.lif) or 'NeuronLayer
+        (<why not LIFReset>)' (the network is lowered, not compiled or run)."""
+        view = analyse(graph, SUPPORTED_TYPES)
+        inputs = np.zeros((1, *view.shape(view.input)))
+        with forgotten_afterwards(), tempfile.TemporaryDirectory(prefix="spikeport-lava-") as workdir:
+            net = Builder(view, inputs, 1, False, Path(workdir), neurons=neurons).build()
+            return {name: layer.proc.__class__.__name__ + (f" ({layer.why_custom})" if layer.why_custom else "")
+                    for name, layer in net.layers.items() if name != view.output}
+
+    def _chunk_size(self, view, n: int, T: int, record: bool) -> int:
+        """Samples per compiled network: all of them, unless the spike rasters of `record` would exceed
+        `memory_budget` (the input streams in blocks of bounded size, `stream.BLOCK_BYTES`)."""
+        if not record:
+            return n
+        per_step = sum(int(np.prod(view.shape(k))) for k in view.order if isinstance(view.node(k), SPIKING_TYPES))
+        return int(min(n, max(1, self.memory_budget // (max(1, per_step) * T))))
 
 
-def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, conv: str, bar=None,
-               select_tag: str = SELECT_TAG) -> dict:
+def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, bar=None, select_tag: str = SELECT_TAG,
+               options: dict | None = None) -> dict:
     """Compile, run and read back one network for `inputs`; Lava is stopped whatever happens.
 
-    With a progress `bar` the run proceeds in blocks of steps (Lava resumes where it paused).
+    With a progress `bar` the run proceeds in blocks of steps (Lava resumes where it paused); `options` are
+    `Builder`'s keyword arguments.
     """
     workdir = Path(tempfile.mkdtemp(prefix="spikeport-lava-"))
     net: Network | None = None
     with forgotten_afterwards():
         try:
-            net = Builder(view, inputs, T, record, workdir, conv).build()
+            net = Builder(view, inputs, T, record, workdir, **(options or {})).build()
             cfg = Loihi2SimCfg(select_tag=select_tag)
             block = net.steps if bar is None else max(T, net.steps // PROGRESS_BLOCKS)
             done = 0
@@ -124,7 +147,7 @@ def _run_chunk(view, inputs: np.ndarray, T: int, record: bool, conv: str, bar=No
 @contextmanager
 def forgotten_afterwards():
     """Lava's ProcessServer and VarServer keep every process and Var ever created, with their data
-    (a whole input stream, for the RingBuffer); drop those created inside the block when it ends, so
+    (with their data); drop those created inside the block when it ends, so
     repeated runs in one Python process do not pile up memory."""
     processes, variables = ProcessServer(), VarServer()
     n_processes, n_vars = len(processes.processes), len(variables.vars)

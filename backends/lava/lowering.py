@@ -1,9 +1,10 @@
 """Lowers a checked NIR graph to connected lava-nc processes: one function per NIR node type.
 
-Semantics follow docs/nir-extensions.md; Lava's Dense and Conv add one step of delay each, which the
-lowering tracks per edge (`Signal.delay`), evens out at fan-in with `Delay` processes and hands to
-each neuron layer as the offset of its sample windows. A quantized graph (`Builder.fixed`) is lowered to
-integer parameters for Lava's fixed_pt models, as `backends.fixedpoint` reads them.
+Semantics follow docs/nir-extensions.md ("On Lava"); the input source and Lava's Dense and Conv add one step
+of delay each, which the lowering tracks per edge (`Signal.delay`), evens out at fan-in with `Delay` processes
+and hands to each neuron layer as the offset of its sample windows. Neuron nodes become Lava's own LIFReset
+where `backends.lava.stock` finds their semantics its, else spikeport's NeuronLayer. A quantized graph
+(`Builder.fixed`) is lowered to integer parameters for Lava's fixed_pt models, as `backends.fixedpoint` reads them.
 """
 from __future__ import annotations
 
@@ -19,14 +20,17 @@ import torch.nn.functional as F
 from backends import fixedpoint
 from backends.graph import GraphView
 from backends.lava.layout import Signal
-from backends.lava.procs import Delay, EventCounter, NeuronLayer, Pool2d, Scale, Shift
+from backends.lava import stock
+from backends.lava.procs import Delay, EventCounter, NeuronLayer, Pool2d, Scale, Shift, SpikeRecorder
 from backends.lava.procs.neuron import PARAMS, SPIKING
+from backends.lava.stream import SOURCE_DELAY, InputFormat, InputStream
 from backends.nirext import fixed_point, neuron_semantics
 from backends.result import Unsupported
 from lava.proc.conv.process import Conv
 from lava.proc.conv.utils import conv_to_sparse
 from lava.proc.dense.process import Dense
-from lava.proc.io.source import RingBuffer
+from lava.proc.io.dataloader import SpikeDataloader
+from lava.proc.lif.process import LIFReset
 from lava.proc.sparse.process import Sparse
 from lava.utils.weightutils import SignMode
 from scipy.sparse import csr_matrix
@@ -34,17 +38,20 @@ from scipy.sparse import csr_matrix
 GRADED = 24  # num_message_bits > 0: Dense/Conv take their input as graded values, not as booleans
 INT8 = 127  # Lava's Conv model stores kernel size, stride, padding, dilation and groups as int8
 CONV_PROCESSES = ("sparse", "conv")  # how a Conv2d is lowered: Lava's Sparse (default) or its Conv process
+NEURON_PROCESSES = ("stock", "custom")  # Lava's LIF where a node's semantics are its own (`stock`), or never
 
 
 @dataclass
 class Layer:
-    """A neuron layer in the lowered network: its process, layout, kind and result file."""
+    """A neuron layer in the lowered network: its process, layout, kind and result file; `why_custom` says
+    why it is not on Lava's own LIF ('' when it is)."""
 
     name: str
     kind: str
-    proc: NeuronLayer
+    proc: NeuronLayer | LIFReset
     signal: Signal
     dump: Path
+    why_custom: str = ""
 
     @property
     def spiking(self) -> bool:
@@ -69,7 +76,7 @@ class Counter:
 class Network:
     """One compiled-to-be Lava network that runs `n_samples` samples of `T` steps back to back."""
 
-    source: RingBuffer
+    source: SpikeDataloader
     layers: dict[str, Layer]
     counters: dict[str, Counter]
     output: Layer
@@ -114,15 +121,19 @@ class Builder:
     """Walks the graph in execution order and lowers each node with its registered function."""
 
     def __init__(self, view: GraphView, inputs: np.ndarray, T: int, record: bool, workdir: Path,
-                 conv: str = "sparse"):
+                 conv: str = "sparse", varying: bool = False, neurons: str = "stock"):
         if conv not in CONV_PROCESSES:
             raise ValueError(f"conv must be one of {', '.join(CONV_PROCESSES)}, got {conv!r}")
+        if neurons not in NEURON_PROCESSES:
+            raise ValueError(f"neurons must be one of {', '.join(NEURON_PROCESSES)}, got {neurons!r}")
+        self.neurons = neurons
         self.view, self.inputs, self.T, self.record, self.workdir = view, inputs, int(T), record, Path(workdir)
+        self.varying = varying   # inputs are (N, T, *shape): step t of a sample gets its own tensor
         self.conv = conv
         self.signals: dict[str, Signal] = {}
         self.layers: dict[str, Layer] = {}
         self.counters: dict[str, Counter] = {}
-        self.source: RingBuffer | None = None
+        self.source: SpikeDataloader | None = None
         self.output: Layer | None = None
         self.fixed = fixed_point("graph", view.graph.metadata, "graph")  # None for a float graph
 
@@ -170,7 +181,7 @@ class Builder:
         self.counters[name] = Counter(name, proc, x, dump)
 
     def neuron_layer(self, name: str, kind: str, params: dict, x: Signal, v_init=None, subtract=False,
-                     signed=False, bias=None) -> Layer:
+                     signed=False, bias=None, why_custom: str = "") -> Layer:
         """A `NeuronLayer` on input `x`; parameters (and `bias`, default: x's offset) given in torch layout."""
         dump = self.workdir / f"layer{len(self.layers)}.npz"
         proc = NeuronLayer(
@@ -180,26 +191,46 @@ class Builder:
             T=self.T, n_samples=len(self.inputs), offset=x.delay, record=self.record, dump=str(dump), name=name,
             error_dir=self.workdir, signed=signed)
         _connect(x, proc.a_in)
+        layer = Layer(name, kind, proc, x, dump, why_custom)
+        self.layers[name] = layer
+        return layer
+
+    def stock_layer(self, name: str, kind: str, p: stock.StockLIF, x: Signal) -> Layer:
+        """Lava's `LIFReset` on input `x`, zeroed at the start of each sample window (reset_offset: the first
+        step of a window is Lava's time_step 1 + x.delay (mod T)), with a `SpikeRecorder` keeping its books."""
+        fixed = self.fixed is not None
+        cast = (lambda a: np.rint(a).astype(np.int32)) if fixed else (lambda a: a)  # noqa: E731
+        proc = LIFReset(shape=x.lava_shape, du=p.du, dv=p.dv, vth=p.vth, bias_mant=cast(x.to_lava(p.bias_mant)),
+                        bias_exp=cast(x.to_lava(p.bias_exp)), reset_interval=self.T,
+                        reset_offset=(1 + x.delay) % self.T, name=name)
+        _connect(x, proc.a_in)
+        dump = self.workdir / f"layer{len(self.layers)}.npz"
+        recorder = SpikeRecorder(shape=x.lava_shape, T=self.T, n_samples=len(self.inputs), offset=x.delay,
+                                 record=self.record, dump=str(dump), name=f"{name}/spikes", error_dir=self.workdir)
+        proc.s_out.connect(recorder.a_in)
         layer = Layer(name, kind, proc, x, dump)
         self.layers[name] = layer
         return layer
 
+    def stock_params(self, name: str, x: Signal) -> stock.StockLIF | str:
+        """Lava's LIF parameters for neuron node `name`, or why it runs on spikeport's `NeuronLayer`."""
+        if self.neurons == "custom":
+            return "neurons='custom' was asked for"
+        if self.fixed is not None:
+            return stock.fixed_params(self.view, name)
+        return stock.float_params(self.view, name, x.offset)
+
 
 @lowers(nir.Input)
 def lower_input(b: Builder, name: str, node: nir.Input, x: None) -> Signal:
-    """A RingBuffer holding every sample's tensor repeated for its T steps (direct encoding)."""
+    """Lava's `SpikeDataloader` streaming the input (`stream.InputStream`) as graded spikes into the first
+    synapse layer: the same tensor at every step of a sample (direct encoding) or step t's own (time-varying).
+    Steps reach its port `SOURCE_DELAY` steps late."""
     shape = b.view.shape(name)
-    if tuple(b.inputs.shape[1:]) != shape:
-        raise ValueError(f"inputs have shape {tuple(b.inputs.shape)}; Input {name!r} expects (N, *{shape})")
-    sig = Signal.canonical((), shape, delay=0)
-    values = np.asarray(b.inputs, np.float64)
-    if b.fixed is not None:   # integers of the input format (backends.fixedpoint.quantize_input)
-        values = fixedpoint.quantize_input(values, float(b.fixed["input_scale"]), int(b.fixed["input_bits"]),
-                                           bool(b.fixed["input_signed"])).astype(np.int32)
-    flat = values.reshape(len(b.inputs), -1)[:, sig.perm]
-    stream = np.repeat(flat.reshape(len(b.inputs), *sig.lava_shape), b.T, axis=0)
-    b.source = RingBuffer(data=np.ascontiguousarray(np.moveaxis(stream, 0, -1)))
-    return Signal.canonical((b.source.s_out,), shape, delay=0)
+    stream = InputStream(b.inputs, b.T, b.varying, Signal.canonical((), shape, delay=0),
+                         InputFormat.of(b.fixed))
+    b.source = SpikeDataloader(dataset=stream, interval=stream.block)
+    return Signal.canonical((b.source.s_out,), shape, delay=SOURCE_DELAY)
 
 
 @lowers(nir.Affine, nir.Linear)
@@ -332,20 +363,25 @@ def lower_scale(b: Builder, name: str, node: nir.Scale, x: Signal) -> Signal:
 
 @lowers(nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
 def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
-    """A `NeuronLayer` of the node's kind, with its reset and v_init from the spikeport metadata.
+    """Lava's own `LIFReset` where the node's semantics are its (`stock.float_params`, `stock.fixed_params`),
+    else a `NeuronLayer` of the node's kind, with its reset and v_init from the spikeport metadata.
 
     Signed spikes (reset 'signed-memory') are graded values -1/+1: Dense and Conv take them as such
     (num_message_bits > 0, floating point), and Scale, Pool2d and Delay pass them on unchanged."""
     kind = type(node).__name__
+    params = b.stock_params(name, x)
+    if isinstance(params, stock.StockLIF):
+        return Signal((b.stock_layer(name, kind, params, x).proc.s_out,), x.torch_shape, x.lava_shape, x.perm,
+                      x.delay)
     sem = neuron_semantics(name, node)
     if b.fixed is not None:   # integers in v units and the threshold mantissa (backends.fixedpoint.layer_params)
         p = fixedpoint.layer_params(b.view, name)
-        params = {"r": 1, "v_threshold": p.vth, "v_reset": p.v_reset} if kind == "IF" else {"r": 1}
+        custom = {"r": 1, "v_threshold": p.vth, "v_reset": p.v_reset} if kind == "IF" else {"r": 1}
         v_init, bias = p.v_init, p.bias
     else:
-        params, v_init, bias = {k: getattr(node, k) for k in PARAMS[kind]}, sem.v_init, None
-    layer = b.neuron_layer(name, kind, params, x, v_init=v_init, subtract=sem.reset == "subtract",
-                           signed=sem.signed, bias=bias)
+        custom, v_init, bias = {k: getattr(node, k) for k in PARAMS[kind]}, sem.v_init, None
+    layer = b.neuron_layer(name, kind, custom, x, v_init=v_init, subtract=sem.reset == "subtract",
+                           signed=sem.signed, bias=bias, why_custom=params)
     return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
 
 

@@ -5,7 +5,7 @@ Kept in their own package because Lava's compiler executes every module in a pro
 while it searches for process models.
 """
 from backends.lava.procs.neuron import NeuronLayer
-from backends.lava.procs.probe import EventCounter
+from backends.lava.procs.probe import EventCounter, SpikeRecorder
 from backends.lava.procs.relay import Delay, Pool2d, Scale, Shift
 
-__all__ = ["Delay", "EventCounter", "NeuronLayer", "Pool2d", "Scale", "Shift"]
+__all__ = ["Delay", "EventCounter", "NeuronLayer", "Pool2d", "Scale", "Shift", "SpikeRecorder"]

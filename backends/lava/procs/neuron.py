@@ -6,13 +6,13 @@ Its floating-point model calls the step functions of `backends.neurons`, its fix
 from __future__ import annotations
 
 import typing as ty
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from backends import fixedpoint, neurons
 from backends.lava.procs.guard import GuardedModel
+from backends.lava.procs.probe import WindowBook
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
@@ -123,48 +123,23 @@ class _NeuronLayerModel(GuardedModel):
         super().__init__(proc_params)
         torch.set_num_threads(1)  # this OS process was forked; keep torch off its thread pool
         pp = self.proc_params
-        self.kind, self.T, self.n, self.offset = pp["kind"], pp["T"], pp["n_samples"], pp["offset"]
-        self.dump_path = Path(pp["dump"])
         self.dyn = self.dynamics(pp)
         self.state = self.dyn.init()
         self.out_shape = tuple(pp["shape"])
-        self.spiking = self.kind in SPIKING
-        self.per_sample = np.zeros(self.n)
-        self.per_neuron = np.zeros(self.out_shape)
-        self.raster = np.zeros((self.n, self.T, *self.out_shape), np.int8) if pp["record"] and self.spiking else None
-        self.final = None if self.spiking else np.zeros((self.n, *self.out_shape))
+        self.book = WindowBook(pp, spiking=pp["kind"] in SPIKING)
 
     def dynamics(self, pp: dict) -> _Dynamics:
         raise NotImplementedError
 
     def compute(self, x: np.ndarray) -> np.ndarray:
-        k = self.time_step - 1 - self.offset
-        if not 0 <= k < self.n * self.T:
+        where = self.book.window(self.time_step)
+        if where is None:
             return np.zeros(self.out_shape, self.zero_dtype)
-        sample, t = divmod(k, self.T)
-        if t == 0:
+        if where[1] == 0:
             self.state = self.dyn.init()
         self.state, out = self.dyn.step(self.state, x)
-        if self.spiking:
-            self.per_sample[sample] += np.abs(out).sum()
-            self.per_neuron += np.abs(out)
-            if self.raster is not None:
-                self.raster[sample, t] = out
-        elif t == self.T - 1:
-            self.final[sample] = out
-        if k == self.n * self.T - 1:
-            self._dump()
+        self.book.note(*where, out)
         return out
-
-    def _dump(self) -> None:
-        arrays = {"per_sample": self.per_sample, "per_neuron": self.per_neuron}
-        if self.raster is not None:
-            arrays["raster"] = self.raster
-        if self.final is not None:
-            arrays["final"] = self.final
-        tmp = self.dump_path.with_suffix(".part.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(self.dump_path)
 
 
 @implements(proc=NeuronLayer, protocol=LoihiProtocol)
