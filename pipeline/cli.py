@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, nargs="+", default=[32], help="time steps (several allowed)")
     p.add_argument("--max-T", type=_positive, default=checks.DEFAULT_MAX_T, help="refuse T above this")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    _add_from_arg(p)
     _add_data_args(p)
 
     p = sub.add_parser("energy", parents=[common], help="estimated energy per inference of a NIR file on a hardware target")
@@ -159,8 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="reference,lava,norse,netx",
                    help=f"comma-separated backend names: {_choices(backends.names())}")
     p.add_argument("--T", type=_positive, default=32)
-    p.add_argument("--from", dest="convention", default="spikeport",
-                   choices=("spikeport", "norse", "snntorch", "sinabs"), help="the tool that wrote MODEL.nir")
+    _add_from_arg(p)
     p.add_argument("--approximate", action="store_true",
                    help="run backends that cannot honour the graph anyway; their differences are labelled")
     p.add_argument("--agreement", type=_number, default=0.99, help="minimum prediction agreement with the reference")
@@ -251,10 +251,17 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _add_from_arg(p) -> None:
+    from pipeline.io.nirimport import AUTO, CONVENTIONS
+    p.add_argument("--from", dest="convention", default=AUTO, choices=(AUTO, *CONVENTIONS),
+                   help="the tool that wrote MODEL.nir (default: from the file's metadata or its writer's "
+                   "fingerprint; a file showing neither is refused)")
+
+
 def cmd_simulate(args) -> int:
     from pipeline.io.atomic import write_json
     from pipeline.io.provenance import provenance
-    graph = api.load(args.model_nir)
+    graph = api.load(args.model_nir, convention=args.convention)
     _, x, y = _test_data(args)
     y = checks.labels_for(y, len(x), checks.graph_output_size(graph))
     rows = []
