@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import nir
 import numpy as np
 
-from backends.nirext import ExtensionError, NEURON_TYPES, graph_info, neuron_semantics, node_shape
+from backends.nirext import LAVA_CUBA, ExtensionError, NEURON_TYPES, graph_info, neuron_semantics, node_shape
 
 
 # Every node type spikeport's IR uses; a backend runs all or a subset of them.
@@ -221,7 +221,7 @@ def analyse(graph: nir.NIRGraph, supported: tuple[type, ...] = KNOWN_TYPES) -> G
             )
         check_parameters(name, node)
         if isinstance(node, NEURON_TYPES):
-            neuron_semantics(name, node)
+            neuron_semantics(name, node, honours=(LAVA_CUBA,))   # validated here; each backend says what it runs
     order = toposort(list(graph.nodes), graph.edges)
     preds = {n: tuple(a for a, b in graph.edges if b == n) for n in order}
     inputs = [n for n in order if isinstance(graph.nodes[n], nir.Input)]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from backends import events as scatter
 from backends import fixedpoint, kernels, neurons
 from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
-from backends.nirext import NEURON_TYPES, neuron_semantics
+from backends.nirext import LAVA_CUBA, NEURON_TYPES, neuron_semantics
 from backends.result import RunResult
 
 SUPPORTED = KNOWN_TYPES
@@ -105,7 +105,7 @@ class _Lowering:
         return Op(lambda s, x: (s, x * k))
 
     def _v0(self, name, node):
-        sem = neuron_semantics(name, node)
+        sem = neuron_semantics(name, node, honours=(LAVA_CUBA,))
         shape = self.view.shape(name)
         v_init = self.t(sem.v_init) if sem.v_init is not None else \
             torch.zeros(shape, dtype=self.dtype, device=self.device)
@@ -134,8 +134,20 @@ class _Lowering:
         return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True,
                   steps_into=steps_in_kernel if fast else steps_in_torch)
 
+    def _lava_cuba(self, name, node, sem) -> Op:
+        """Lava's fixed-point CUBA neuron (netx import): int64 state in Lava units, thresholds in mantissas."""
+        p = neurons.LavaCubaParams(*sem.lava_cuba, vth=torch.as_tensor(
+            np.asarray(node.v_threshold, np.int64) << neurons.LAVA_ACT_SHIFT, device=self.device))
+        shape = self.view.shape(name)
+
+        def init(batch):
+            return tuple(torch.zeros(batch, *shape, dtype=torch.int64, device=self.device) for _ in range(2))
+        return Op(lambda s, x: neurons.lava_cuba_step(s, x, p), init=init, spiking=True)
+
     def lif(self, name, node) -> Op:
         sem, v0 = self._v0(name, node)
+        if sem.lava_cuba:
+            return self._lava_cuba(name, node, sem)
         p = neurons.LIFParams(self.t(node.tau), self.t(node.r), self.t(node.v_leak), self.t(node.v_threshold),
                               self.t(node.v_reset), sem.reset == "subtract")
         dt = self.view.dt
@@ -143,6 +155,8 @@ class _Lowering:
 
     def cubalif(self, name, node) -> Op:
         sem, v0 = self._v0(name, node)
+        if sem.lava_cuba:
+            return self._lava_cuba(name, node, sem)
         p = neurons.CubaLIFParams(self.t(node.tau_syn), self.t(node.tau_mem), self.t(node.r), self.t(node.v_leak),
                                   self.t(node.v_threshold), self.t(node.v_reset), self.t(node.w_in),
                                   sem.reset == "subtract")
