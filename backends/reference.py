@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from backends import events as scatter
 from backends import fixedpoint, kernels, neurons
-from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
+from backends.graph import GraphError, KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
 from backends.nirext import LAVA_CUBA, NEURON_TYPES, neuron_semantics
 from backends.result import RunResult
 
@@ -57,7 +57,7 @@ class _Lowering:
             nir.Linear: self.affine, nir.Conv2d: self.conv2d, nir.AvgPool2d: self.pool,
             nir.SumPool2d: self.pool, nir.Flatten: self.flatten, nir.Scale: self.scale,
             nir.IF: self.if_, nir.LIF: self.lif, nir.CubaLIF: self.cubalif, nir.I: self.integrator,
-            nir.LI: self.li,
+            nir.LI: self.li, nir.Delay: self.delay,
         }
 
     def t(self, value) -> torch.Tensor:
@@ -99,6 +99,23 @@ class _Lowering:
     def flatten(self, name, node) -> Op:
         shape = self.view.shape(name)
         return Op(lambda s, x: (s, x.reshape(x.shape[0], *shape)))
+
+    def delay(self, name, node) -> Op:
+        """y(t) = x(t - d), d = delay / dt steps per element (0 before the first d steps). Stepped like a
+        neuron (state across steps); its state holds the last max(d) + 1 inputs, newest first."""
+        steps = np.asarray(node.delay, np.float64) / self.view.dt
+        if np.any(np.abs(steps - np.rint(steps)) > 1e-6 * np.maximum(1, steps)):
+            raise GraphError(f"node {name!r} (Delay): delays are not whole multiples of the graph's dt = "
+                             f"{self.view.dt:g}")
+        shape = self.view.shape(name)
+        d = torch.as_tensor(np.broadcast_to(np.rint(steps), shape).astype(np.int64), device=self.device)
+        depth = int(d.max()) + 1 if d.numel() else 1
+
+        def step(history, x):
+            history = torch.cat([x.unsqueeze(0), history[:-1]])
+            return history, history.gather(0, d.expand(1, *x.shape))[0]
+        return Op(step, init=lambda batch: torch.zeros(depth, batch, *shape, dtype=self.dtype, device=self.device),
+                  integrator=True)
 
     def scale(self, name, node) -> Op:
         k = self.t(node.scale)

@@ -79,10 +79,6 @@ def _input_neuron(where: str, group: h5py.Group, shape: tuple[int, ...], output_
 
 
 def _synapse(where: str, kind: str, group: h5py.Group, in_shape: tuple[int, ...]) -> nir.NIRNode:
-    if "delay" in group:
-        raise Unsupported(f"{where}: axonal delays ('delay', {np.size(group['delay'])} per-neuron values up to "
-                          f"{int(np.max(group['delay'][()]))} steps) — NIR states them as nir.Delay, which "
-                          "spikeport's graph checks and backends do not run yet")
     for key in ("weight/imag", "weight_rec"):
         if key in group:
             raise Unsupported(f"{where}: {key!r} (complex or recurrent weights) has no NIR node here")
@@ -99,18 +95,34 @@ def _synapse(where: str, kind: str, group: h5py.Group, in_shape: tuple[int, ...]
                       dilation=pair("dilation"), groups=int(np.asarray(group["groups"][()])), bias=bias)
 
 
-def import_netx(path, input_shape: tuple[int, ...] | None = None) -> nir.NIRGraph:
+def _delay(where: str, group: h5py.Group, n_in: int, n_out: int) -> tuple[str, nir.Delay] | None:
+    """A dense layer's `delay` (whole steps, as netx reads it: clamped to 62) as a nir.Delay in seconds at
+    the graph's dt: per output neuron (netx's axonal delay, after the weights) or per input (before them)."""
+    if "delay" not in group:
+        return None
+    steps = np.clip(np.asarray(group["delay"][()]).astype(int), 0, 62)
+    if steps.ndim == 0:
+        steps = np.full(n_out, int(steps))
+    if steps.shape == (n_out,):
+        return "after", nir.Delay(delay=(steps * DT).astype(np.float64))
+    if steps.shape == (n_in,):
+        return "before", nir.Delay(delay=(steps * DT).astype(np.float64))
+    raise Unsupported(f"{where}: delay of shape {steps.shape} fits neither the {n_in} inputs nor the {n_out} outputs")
+
+
+def import_netx(path, input_shape: tuple[int, ...] | None = None, num_layers: int | None = None) -> nir.NIRGraph:
     """The NIR graph of the netx HDF5 file `path`.
 
     `input_shape` (torch order) is needed only when the file has no `input` layer before a conv layer
-    (as netx's own `input_shape` argument). Inputs are the integers netx receives; a file written by
+    (as netx's own `input_shape` argument); `num_layers` keeps the first layers only (netx's argument, e.g.
+    to leave out an `average` layer netx cannot run). Inputs are the integers netx receives; a file written by
     `export_netx` with an input scale gets a Scale node so that the graph takes the original inputs.
     """
     path = Path(path)
     with h5py.File(path, "r") as f:
         info = file_info(f)
         top = f["layer"]
-        groups = [top[str(i)] for i in range(len(top))]
+        groups = [top[str(i)] for i in range(len(top) if num_layers is None else min(num_layers, len(top)))]
         nodes: dict[str, nir.NIRNode] = {}
         chain: list[str] = []
         shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
@@ -144,9 +156,15 @@ def import_netx(path, input_shape: tuple[int, ...] | None = None) -> nir.NIRGrap
                 out = tuple(int(d) for d in read_int(g, "shape"))
                 if kind == "dense":
                     out = (int(np.prod(out)),)
+                delay = _delay(where, g, int(np.prod(shape)), int(np.prod(out))) if kind == "dense" else None
+                if delay:
+                    nodes[f"delay{i}"] = delay[1]
+                    chain += [f"delay{i}", f"{kind}{i}"] if delay[0] == "before" else [f"{kind}{i}", f"delay{i}"]
+                else:
+                    chain.append(f"{kind}{i}")
                 nodes[f"neuron{i}"] = _neuron(where, g, out, i == weighted[-1], float(info.get("output_scale", 1.0)),
                                               "bias" in g and np.any(read_int(g, "bias")))
-                chain += [f"{kind}{i}", f"neuron{i}"]
+                chain.append(f"neuron{i}")
                 shape = out
             else:
                 raise Unsupported(f"{where}: layer type {kind!r} — netx (lava-dl 0.6.0) cannot run it either "
