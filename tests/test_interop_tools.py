@@ -222,3 +222,21 @@ def test_rockpool_lif_file_gives_rockpool_spike_trains(tmp_path):
     graph = read_graph(tmp_path / "rockpool.nir")
     run = backends.get("reference").run(graph, x[:, 0], T, record=True)
     np.testing.assert_array_equal(run.spikes["1_LIFTorch"], hidden)
+
+
+def test_simulate_reads_a_sinabs_file_only_when_told_who_wrote_it(tmp_path, capsys):
+    """The CLI: without --from the sinabs file (no fingerprint) is refused in one line naming the node and the
+    choices; with --from sinabs it runs."""
+    import sinabs
+    import sinabs.layers as sl
+    from pipeline.cli import main
+    _seeded(5)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), sl.IAFSqueeze(batch_size=1), torch.nn.Flatten(),
+                                torch.nn.Linear(2 * 8 * 8, 10), sl.IAFSqueeze(batch_size=1))
+    graph = sinabs.to_nir(model, torch.zeros(1, 1, 8, 8))
+    graph.nodes["0"].input_shape = np.array([8, 8])
+    graph.nodes["2"].input_type = {"input": np.array([2, 8, 8])}
+    nir.write(tmp_path / "s.nir", graph)
+    assert main(["simulate", str(tmp_path / "s.nir"), "--T", "4", "--limit", "5", "--quiet"]) == 2
+    assert "node '1' (IF) carries no spikeport metadata" in capsys.readouterr().err
+    assert main(["simulate", str(tmp_path / "s.nir"), "--from", "sinabs", "--T", "4", "--limit", "5", "--quiet"]) == 0
