@@ -1,5 +1,5 @@
 """The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy, parity,
-train-snn (python -m pipeline.cli), a thin layer over the Python API in `pipeline.api`.
+train-snn, export (python -m pipeline.cli), a thin layer over the Python API in `pipeline.api`.
 
 User mistakes end in one line on stderr and exit code 2, an internal error in one line and exit code 1,
 Ctrl-C in one line and exit code 130; `--debug` shows the traceback instead.
@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/deploy", help="output folder")
     p.add_argument("--T", type=_positive, default=32)
     _add_data_args(p)
+
+    p = sub.add_parser("export", parents=[common], help="write a NIR file in the form another tool's importer runs")
+    p.add_argument("model_nir", metavar="MODEL.nir")
+    p.add_argument("--for", dest="tool", required=True, choices=("norse", "sinabs"))
+    p.add_argument("-o", "--out", required=True, help="the NIR file to write")
+    p.add_argument("--approximate", action="store_true", help="write it even where the tool computes differently "
+                   "(the differences are printed)")
 
     p = sub.add_parser("parity", parents=[common], help="one NIR file on several backends, compared with the "
                        "reference layer by layer: table, JSON, plot")
@@ -316,6 +323,16 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from pipeline.io.atomic import write_nir
+    from pipeline.io.nirexport import export_for
+    graph, notes = export_for(api.load(args.model_nir), args.tool, approximate=args.approximate)
+    for note in notes:
+        print(f"{args.tool}: {note}")
+    print(f"wrote {write_nir(args.out, graph)}")
+    return 0
+
+
 def cmd_parity(args) -> int:
     from pipeline.reports.parity import Tolerances, table, write_outputs
     graph = api.load(args.model_nir, convention=args.convention)
@@ -388,7 +405,7 @@ def cmd_deploy(args) -> int:
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
             "sweep": cmd_sweep, "demo": cmd_demo, "quantize": cmd_quantize, "deploy": cmd_deploy,
-            "parity": cmd_parity, "train-snn": cmd_train_snn}
+            "parity": cmd_parity, "train-snn": cmd_train_snn, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
