@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import nir
 import numpy as np
 
+from backends.result import Unsupported
+
 KEY = "spikeport"
 VERSION = 2   # version 2 adds the `fixed_point` keys of quantized graphs; version 1 files read unchanged
 NEURON_TYPES = (nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
@@ -32,6 +34,10 @@ FIXED_KEYS = {
 
 class ExtensionError(ValueError):
     """Metadata under the `spikeport` key does not follow docs/nir-extensions.md."""
+
+
+class NotHonoured(ExtensionError, Unsupported):
+    """Valid metadata whose semantics the calling backend does not compute: a refusal naming the node."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def _lava_cuba(where: str, node: nir.NIRNode, meta: dict, reset: str, honours: t
     if table is None:
         return None
     if LAVA_CUBA not in honours:
-        raise ExtensionError(f"{where}: Lava's 12-bit CUBA decays ('{LAVA_CUBA}', imported from lava-dl netx) are "
+        raise NotHonoured(f"{where}: Lava's 12-bit CUBA decays ('{LAVA_CUBA}', imported from lava-dl netx) are "
                              "not computed by this backend (its LIF/CubaLIF decay in floating point); run it on "
                              "the reference backend")
     if not isinstance(node, (nir.LIF, nir.CubaLIF)) or reset != "zero":

@@ -95,8 +95,9 @@ def test_leaky_netx_neurons_run_with_lavas_12_bit_decay(tmp_path):
     run = backends.get("reference").run(back, x.astype(np.float32), T)
     assert counts.sum() > 10
     np.testing.assert_array_equal(run.spike_counts["neuron1"], counts.sum(1))
-    with pytest.raises(Exception, match="12-bit CUBA decays"):
-        backends.get("norse").run(back, x.astype(np.float32), T)
+    for name in ("norse", "lava"):
+        with pytest.raises(backends.Unsupported, match="node 'neuron1': Lava's 12-bit CUBA decays"):
+            backends.get(name).run(back, x.astype(np.float32), T)
 
 
 def test_input_neuron_layers_are_imported_driven_by_their_bias(tmp_path):

@@ -11,7 +11,7 @@ import copy
 import nir
 import numpy as np
 
-from backends.graph import WEIGHTED_TYPES, GraphError, analyse
+from backends.graph import GraphError, analyse
 from backends.nirext import NEURON_TYPES, neuron_semantics
 from backends.norse import SUPPORTED_TYPES as NORSE_TYPES, mismatches as norse_mismatches
 from pipeline.errors import SpikeportError

@@ -13,7 +13,7 @@ import h5py
 import nir
 from nir.serialization import hdf2dict
 
-from backends.graph import KNOWN_TYPES, GraphError, analyse
+from backends.graph import KNOWN_TYPES, GraphError
 from backends.nirext import ExtensionError
 from pipeline.errors import SpikeportError
 
