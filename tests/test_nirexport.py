@@ -61,3 +61,21 @@ def test_sinabs_runs_the_exported_digits_file_approximately(tmp_path, digits, di
     ref = backends.get("reference").run(graph, x.numpy(), T)
     agreement = float((total.argmax(1) == ref.predictions).mean())
     assert agreement >= 0.99
+
+
+def test_snntorch_runs_an_exported_network_as_the_reference(tmp_path):
+    """snnTorch's import reads IF as Leaky(beta=0.9); the export writes it as a LIF snnTorch reads as
+    Leaky(beta = 1.0, reset to zero): its outputs summed over T equal the reference backend's."""
+    from snntorch.import_nir import import_from_nir
+    from tests.graphs import mlp
+    rng = np.random.default_rng(0)
+    graph = mlp(rng.normal(size=(6, 4)) * 0.8, np.zeros(6), rng.normal(size=(3, 6)), np.zeros(3), reset="zero")
+    module = import_from_nir(_export(tmp_path, graph, "snntorch"))
+    x = torch.rand(5, 4)
+    with torch.no_grad():
+        total = sum(module(x)[0] for _ in range(T))
+    ref = backends.get("reference").run(graph, x.numpy(), T)
+    assert np.abs(ref.outputs).max() > 5
+    np.testing.assert_allclose(total.numpy(), ref.outputs, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SpikeportError, match=r"node 'if1' \(IF\): reset 'subtract' — snnTorch's import resets to zero"):
+        export_for(mlp(np.ones((2, 4)), np.zeros(2), np.ones((3, 2)), np.zeros(3)), "snntorch")
