@@ -15,10 +15,11 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): requirements/stack.txt requirements/lava.txt pyproject.toml
+$(STAMP): requirements/stack.txt requirements/lava.txt requirements/test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -r requirements/stack.txt
 	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -r requirements/lava.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/test.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

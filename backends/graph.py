@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import nir
 import numpy as np
 
-from backends.nirext import ExtensionError, NEURON_TYPES, graph_info, neuron_semantics, node_shape
+from backends.nirext import LAVA_CUBA, ExtensionError, NEURON_TYPES, graph_info, neuron_semantics, node_shape
 
 
 # Every node type spikeport's IR uses; a backend runs all or a subset of them.
 KNOWN_TYPES = (
     nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d,
-    nir.Flatten, nir.Scale, nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI,
+    nir.Flatten, nir.Scale, nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI, nir.Delay,
 )
 
 # Nodes with synaptic weights (the ones that cost synaptic operations).
@@ -25,7 +25,7 @@ WEIGHTED_TYPES = (nir.Affine, nir.Linear, nir.Conv2d)
 
 # Numeric parameters a node may carry; all must be finite, and those in _POSITIVE strictly positive.
 _PARAMETERS = ("weight", "bias", "r", "v_threshold", "v_reset", "v_leak", "tau", "tau_mem", "tau_syn", "w_in",
-               "scale")
+               "scale", "delay")
 _POSITIVE = {"v_threshold": "threshold", "tau": "time constant", "tau_mem": "time constant",
              "tau_syn": "time constant"}
 _FIX = "fix the tool that wrote the graph, or re-export it with `spikeport convert`"
@@ -50,6 +50,8 @@ def check_parameters(name: str, node: nir.NIRNode) -> None:
         if bad:
             raise GraphError(f"node {name!r} ({kind}): parameter {attr} has {bad} non-finite (NaN/Inf) value(s); "
                              f"{_FIX} from a model with finite weights")
+        if attr == "delay" and np.any(value < 0):
+            raise GraphError(f"node {name!r} ({kind}): delays must be >= 0, found {float(value.min()):g}; {_FIX}")
         if attr in _POSITIVE and np.any(value <= 0):
             raise GraphError(f"node {name!r} ({kind}): every {_POSITIVE[attr]} ({attr}) must be > 0, found "
                              f"{float(value.min()):g}; {_FIX}")
@@ -170,6 +172,10 @@ def output_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> tuple[int, ...]:
         return shape[:node.start_dim] + (int(np.prod(shape[node.start_dim:end + 1])),) + shape[end + 1:]
     if isinstance(node, nir.Output):
         return shape
+    if isinstance(node, nir.Delay):
+        if np.shape(node.delay) not in (shape, ()):
+            raise GraphError(f"has delays of shape {np.shape(node.delay)}, gets input of shape {shape}")
+        return shape
     own = tuple(np.shape(node.scale)) if isinstance(node, nir.Scale) else node_shape(node)
     if own != shape and not (isinstance(node, nir.Scale) and own in ((), (1,))):
         raise GraphError(f"has parameters of shape {own}, gets input of shape {shape}")
@@ -221,7 +227,7 @@ def analyse(graph: nir.NIRGraph, supported: tuple[type, ...] = KNOWN_TYPES) -> G
             )
         check_parameters(name, node)
         if isinstance(node, NEURON_TYPES):
-            neuron_semantics(name, node)
+            neuron_semantics(name, node, honours=(LAVA_CUBA,))   # validated here; each backend says what it runs
     order = toposort(list(graph.nodes), graph.edges)
     preds = {n: tuple(a for a, b in graph.edges if b == n) for n in order}
     inputs = [n for n in order if isinstance(graph.nodes[n], nir.Input)]

@@ -9,13 +9,18 @@ from dataclasses import dataclass
 import nir
 import numpy as np
 
+from backends.result import Unsupported
+
 KEY = "spikeport"
 VERSION = 2   # version 2 adds the `fixed_point` keys of quantized graphs; version 1 files read unchanged
 NEURON_TYPES = (nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
 SPIKING_TYPES = (nir.IF, nir.LIF, nir.CubaLIF)
 RESETS = ("zero", "subtract", "signed-memory")
 SIGNED = "signed-memory"  # the signed neuron with memory of DNISNM (Wang et al. 2024, Eq. 19-23); IF only
-_NEURON_KEYS = {"version", "reset", "v_init"}
+_NEURON_KEYS = {"version", "reset", "v_init", "lava_cuba"}
+# Lava's bit-accurate CUBA decays (12-bit iDecay/vDecay, rounding toward zero) on a LIF/CubaLIF imported from
+# lava-dl netx; only a backend that passes it in `honours` to `neuron_semantics` runs such a node
+LAVA_CUBA = "lava_cuba"
 _GRAPH_KEYS = {"version", "method", "encoding", "dt", "source"}
 FIXED = "fixed_point"   # version >= 2: integer formats of a quantized graph (docs/nir-extensions.md)
 # node kind -> the keys its `fixed_point` table must hold
@@ -31,12 +36,17 @@ class ExtensionError(ValueError):
     """Metadata under the `spikeport` key does not follow docs/nir-extensions.md."""
 
 
+class NotHonoured(ExtensionError, Unsupported):
+    """Valid metadata whose semantics the calling backend does not compute: a refusal naming the node."""
+
+
 @dataclass(frozen=True)
 class NeuronSemantics:
     """What a neuron node does beyond core NIR: reset mode, spike condition, initial potential."""
 
     reset: str
     v_init: np.ndarray | None
+    lava_cuba: tuple[int, int] | None = None   # (iDecay, vDecay) of Lava's fixed-point CUBA neuron
 
     @property
     def fires_at_equality(self) -> bool:
@@ -78,8 +88,9 @@ def _check_version(where: str, meta) -> None:
         raise ExtensionError(f"{where}: invalid NIR extension version {version!r}")
 
 
-def neuron_semantics(name: str, node: nir.NIRNode) -> NeuronSemantics:
-    """Checked semantics of neuron node `name`; core NIR (reset to v_reset, v(0)=0) when no metadata."""
+def neuron_semantics(name: str, node: nir.NIRNode, honours: tuple[str, ...] = ()) -> NeuronSemantics:
+    """Checked semantics of neuron node `name`; core NIR (reset to v_reset, v(0)=0) when no metadata.
+    Optional semantics (LAVA_CUBA) raise ExtensionError naming the node unless the caller `honours` them."""
     meta = (node.metadata or {}).get(KEY)
     if meta is None:
         return NeuronSemantics(reset="zero", v_init=None)
@@ -107,7 +118,26 @@ def neuron_semantics(name: str, node: nir.NIRNode) -> NeuronSemantics:
             raise ExtensionError(f"{where}: v_init has shape {v_init.shape}, node has {shape}")
         if not np.all(np.isfinite(v_init)):
             raise ExtensionError(f"{where}: v_init has non-finite (NaN/Inf) values; re-export the graph")
-    return NeuronSemantics(reset=reset, v_init=v_init)
+    return NeuronSemantics(reset=reset, v_init=v_init, lava_cuba=_lava_cuba(where, node, meta, reset, honours))
+
+
+def _lava_cuba(where: str, node: nir.NIRNode, meta: dict, reset: str, honours: tuple[str, ...]):
+    table = meta.get(LAVA_CUBA)
+    if table is None:
+        return None
+    if LAVA_CUBA not in honours:
+        raise NotHonoured(f"{where}: Lava's 12-bit CUBA decays ('{LAVA_CUBA}', imported from lava-dl netx) are "
+                             "not computed by this backend (its LIF/CubaLIF decay in floating point); run it on "
+                             "the reference backend")
+    if not isinstance(node, (nir.LIF, nir.CubaLIF)) or reset != "zero":
+        raise ExtensionError(f"{where}: '{LAVA_CUBA}' is defined for LIF/CubaLIF with reset 'zero' only")
+    try:
+        i_decay, v_decay = int(table["i_decay"]), int(table["v_decay"])
+    except (KeyError, TypeError, ValueError):
+        raise ExtensionError(f"{where}: '{LAVA_CUBA}' must hold integers i_decay and v_decay") from None
+    if not (0 <= i_decay <= 4096 and 0 <= v_decay <= 4096):
+        raise ExtensionError(f"{where}: '{LAVA_CUBA}' decays must be in 0..4096, got {i_decay}, {v_decay}")
+    return i_decay, v_decay
 
 
 def _fixed_allowed(meta: dict) -> set[str]:
@@ -140,11 +170,14 @@ def with_fixed_point(metadata: dict | None, table: dict) -> dict:
     return out
 
 
-def neuron_metadata(reset: str = "subtract", v_init: np.ndarray | None = None) -> dict:
+def neuron_metadata(reset: str = "subtract", v_init: np.ndarray | None = None,
+                    lava_cuba: tuple[int, int] | None = None) -> dict:
     """The `metadata` dict for a neuron node with the given semantics."""
     meta: dict = {"version": VERSION, "reset": reset}
     if v_init is not None:
         meta["v_init"] = np.asarray(v_init, dtype=np.float32)
+    if lava_cuba is not None:
+        meta[LAVA_CUBA] = {"i_decay": int(lava_cuba[0]), "v_decay": int(lava_cuba[1])}
     return {KEY: meta}
 
 

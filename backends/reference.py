@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from backends import events as scatter
 from backends import fixedpoint, kernels, neurons
-from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
-from backends.nirext import NEURON_TYPES, neuron_semantics
+from backends.graph import GraphError, KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
+from backends.nirext import LAVA_CUBA, NEURON_TYPES, neuron_semantics
 from backends.result import RunResult
 
 SUPPORTED = KNOWN_TYPES
@@ -57,7 +57,7 @@ class _Lowering:
             nir.Linear: self.affine, nir.Conv2d: self.conv2d, nir.AvgPool2d: self.pool,
             nir.SumPool2d: self.pool, nir.Flatten: self.flatten, nir.Scale: self.scale,
             nir.IF: self.if_, nir.LIF: self.lif, nir.CubaLIF: self.cubalif, nir.I: self.integrator,
-            nir.LI: self.li,
+            nir.LI: self.li, nir.Delay: self.delay,
         }
 
     def t(self, value) -> torch.Tensor:
@@ -100,12 +100,29 @@ class _Lowering:
         shape = self.view.shape(name)
         return Op(lambda s, x: (s, x.reshape(x.shape[0], *shape)))
 
+    def delay(self, name, node) -> Op:
+        """y(t) = x(t - d), d = delay / dt steps per element (0 before the first d steps). Stepped like a
+        neuron (state across steps); its state holds the last max(d) + 1 inputs, newest first."""
+        steps = np.asarray(node.delay, np.float64) / self.view.dt
+        if np.any(np.abs(steps - np.rint(steps)) > 1e-6 * np.maximum(1, steps)):
+            raise GraphError(f"node {name!r} (Delay): delays are not whole multiples of the graph's dt = "
+                             f"{self.view.dt:g}")
+        shape = self.view.shape(name)
+        d = torch.as_tensor(np.broadcast_to(np.rint(steps), shape).astype(np.int64), device=self.device)
+        depth = int(d.max()) + 1 if d.numel() else 1
+
+        def step(history, x):
+            history = torch.cat([x.unsqueeze(0), history[:-1]])
+            return history, history.gather(0, d.expand(1, *x.shape))[0]
+        return Op(step, init=lambda batch: torch.zeros(depth, batch, *shape, dtype=self.dtype, device=self.device),
+                  integrator=True)
+
     def scale(self, name, node) -> Op:
         k = self.t(node.scale)
         return Op(lambda s, x: (s, x * k))
 
     def _v0(self, name, node):
-        sem = neuron_semantics(name, node)
+        sem = neuron_semantics(name, node, honours=(LAVA_CUBA,))
         shape = self.view.shape(name)
         v_init = self.t(sem.v_init) if sem.v_init is not None else \
             torch.zeros(shape, dtype=self.dtype, device=self.device)
@@ -135,8 +152,20 @@ class _Lowering:
         return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True,
                   steps_into=steps_in_kernel if fast else steps_in_torch)
 
+    def _lava_cuba(self, name, node, sem) -> Op:
+        """Lava's fixed-point CUBA neuron (netx import): int64 state in Lava units, thresholds in mantissas."""
+        p = neurons.LavaCubaParams(*sem.lava_cuba, vth=torch.as_tensor(
+            np.asarray(node.v_threshold, np.int64) << neurons.LAVA_ACT_SHIFT, device=self.device))
+        shape = self.view.shape(name)
+
+        def init(batch):
+            return tuple(torch.zeros(batch, *shape, dtype=torch.int64, device=self.device) for _ in range(2))
+        return Op(lambda s, x: neurons.lava_cuba_step(s, x, p), init=init, spiking=True)
+
     def lif(self, name, node) -> Op:
         sem, v0 = self._v0(name, node)
+        if sem.lava_cuba:
+            return self._lava_cuba(name, node, sem)
         p = neurons.LIFParams(self.t(node.tau), self.t(node.r), self.t(node.v_leak), self.t(node.v_threshold),
                               self.t(node.v_reset), sem.reset == "subtract")
         dt = self.view.dt
@@ -144,6 +173,8 @@ class _Lowering:
 
     def cubalif(self, name, node) -> Op:
         sem, v0 = self._v0(name, node)
+        if sem.lava_cuba:
+            return self._lava_cuba(name, node, sem)
         p = neurons.CubaLIFParams(self.t(node.tau_syn), self.t(node.tau_mem), self.t(node.r), self.t(node.v_leak),
                                   self.t(node.v_threshold), self.t(node.v_reset), self.t(node.w_in),
                                   sem.reset == "subtract")

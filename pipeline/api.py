@@ -25,8 +25,9 @@ from pipeline.hardware.quantize import Quantized
 from pipeline.reports.parity import Tolerances
 from pipeline.training.ann import History
 
-def load(path: str | Path, *, convention: str = "spikeport") -> nir.NIRGraph:
-    """Read and validate a NIR file; `convention` names the tool that wrote it (spikeport, norse, snntorch, sinabs).
+def load(path: str | Path, *, convention: str = "auto") -> nir.NIRGraph:
+    """Read and validate a NIR file; `convention` names the tool that wrote it (pipeline.io.nirimport.CONVENTIONS;
+    "auto": from the file's metadata or its writer's fingerprint).
 
     >>> import pathlib, tempfile, pipeline, torch
     >>> ann = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))

@@ -1,5 +1,5 @@
 """The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy, parity,
-train-snn (python -m pipeline.cli), a thin layer over the Python API in `pipeline.api`.
+train-snn, export (python -m pipeline.cli), a thin layer over the Python API in `pipeline.api`.
 
 User mistakes end in one line on stderr and exit code 2, an internal error in one line and exit code 1,
 Ctrl-C in one line and exit code 130; `--debug` shows the traceback instead.
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, nargs="+", default=[32], help="time steps (several allowed)")
     p.add_argument("--max-T", type=_positive, default=checks.DEFAULT_MAX_T, help="refuse T above this")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    _add_from_arg(p)
     _add_data_args(p)
 
     p = sub.add_parser("energy", parents=[common], help="estimated energy per inference of a NIR file on a hardware target")
@@ -155,14 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=_positive, default=32)
     _add_data_args(p)
 
+    p = sub.add_parser("export", parents=[common], help="write a NIR file in the form another tool's importer runs")
+    p.add_argument("model_nir", metavar="MODEL.nir")
+    p.add_argument("--for", dest="tool", required=True, choices=("norse", "sinabs", "snntorch"))
+    p.add_argument("-o", "--out", required=True, help="the NIR file to write")
+    p.add_argument("--approximate", action="store_true", help="write it even where the tool computes differently "
+                   "(the differences are printed)")
+
     p = sub.add_parser("parity", parents=[common], help="one NIR file on several backends, compared with the "
                        "reference layer by layer: table, JSON, plot")
     p.add_argument("model_nir", metavar="MODEL.nir")
     p.add_argument("--backends", default="reference,lava,norse,netx",
                    help=f"comma-separated backend names: {_choices(backends.names())}")
     p.add_argument("--T", type=_positive, default=32)
-    p.add_argument("--from", dest="convention", default="spikeport",
-                   choices=("spikeport", "norse", "snntorch", "sinabs"), help="the tool that wrote MODEL.nir")
+    _add_from_arg(p)
     p.add_argument("--approximate", action="store_true",
                    help="run backends that cannot honour the graph anyway; their differences are labelled")
     p.add_argument("--agreement", type=_number, default=0.99, help="minimum prediction agreement with the reference")
@@ -253,10 +260,17 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _add_from_arg(p) -> None:
+    from pipeline.io.nirimport import AUTO, CONVENTIONS
+    p.add_argument("--from", dest="convention", default=AUTO, choices=(AUTO, *CONVENTIONS),
+                   help="the tool that wrote MODEL.nir (default: from the file's metadata or its writer's "
+                   "fingerprint; a file showing neither is refused)")
+
+
 def cmd_simulate(args) -> int:
     from pipeline.io.atomic import write_json
     from pipeline.io.provenance import provenance
-    graph = api.load(args.model_nir)
+    graph = api.load(args.model_nir, convention=args.convention)
     _, x, y = _test_data(args)
     y = checks.labels_for(y, len(x), checks.graph_output_size(graph))
     rows = []
@@ -319,6 +333,16 @@ def _targets(text: str) -> tuple[str, ...]:
     for name in names:   # bad names fail before the ANN trains
         load_hwconfig(name)
     return names
+
+
+def cmd_export(args) -> int:
+    from pipeline.io.atomic import write_nir
+    from pipeline.io.nirexport import export_for
+    graph, notes = export_for(api.load(args.model_nir), args.tool, approximate=args.approximate)
+    for note in notes:
+        print(f"{args.tool}: {note}")
+    print(f"wrote {write_nir(args.out, graph)}")
+    return 0
 
 
 def cmd_parity(args) -> int:
@@ -393,7 +417,7 @@ def cmd_deploy(args) -> int:
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
             "sweep": cmd_sweep, "demo": cmd_demo, "quantize": cmd_quantize, "deploy": cmd_deploy,
-            "parity": cmd_parity, "train-snn": cmd_train_snn}
+            "parity": cmd_parity, "train-snn": cmd_train_snn, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,25 +69,48 @@ def test_inexpressible_graphs_are_refused_naming_the_node(tmp_path):
         export_netx(avgpool_only(), tmp_path / "c.h5")
 
 
-def test_leaky_netx_neurons_are_not_imported(tmp_path):
-    graph, _ = _int_mlp(1)
+def test_leaky_netx_neurons_run_with_lavas_12_bit_decay(tmp_path):
+    """A CUBA layer with vDecay = 128 is imported as a LIF carrying Lava's decay; the reference backend gives
+    the integer loop of Lava's fixed-point LIF (v = v (4096 - 128) >> 12 toward zero, + W s << 6); the float
+    LIF it states (forward Euler, no rounding) fires differently, which is why other backends refuse it."""
+    graph, (w1, b1, w2, b2) = _int_mlp(1)
     path = tmp_path / "leaky.h5"
     export_netx(graph, path)
     with h5py.File(path, "r+") as f:
         del f["layer/1/neuron/vDecay"]
         f["layer/1/neuron"].create_dataset("vDecay", data=128)
-    with pytest.raises(backends.Unsupported, match="netx layer 1: CUBA neuron with iDecay=4096, vDecay=128"):
-        import_netx(path)
+    back = import_netx(path)
+    assert back.nodes["neuron1"].metadata["spikeport"]["lava_cuba"] == {"i_decay": 4096, "v_decay": 128}
+    x = np.random.default_rng(1).integers(0, 4, (5, 4))
+    T = 30
+    v = np.zeros((5, 6), np.int64)
+    counts = np.zeros_like(v)
+    theta = int(np.asarray(back.nodes["neuron1"].v_threshold).flat[0]) << 6
+    for _ in range(T):
+        y = v * (4096 - 128)
+        v = np.sign(y) * (np.abs(y) >> 12) + ((x @ w1.T + b1) << 6)
+        z = v > theta
+        v[z] = 0
+        counts += z
+    run = backends.get("reference").run(back, x.astype(np.float32), T)
+    assert counts.sum() > 10
+    np.testing.assert_array_equal(run.spike_counts["neuron1"], counts.sum(1))
+    for name in ("norse", "lava"):
+        with pytest.raises(backends.Unsupported, match="node 'neuron1': Lava's 12-bit CUBA decays"):
+            backends.get(name).run(back, x.astype(np.float32), T)
 
 
-def test_input_neuron_layers_are_refused_as_netx_cannot_compile_them(tmp_path):
+def test_input_neuron_layers_are_imported_driven_by_their_bias(tmp_path):
+    """netx feeds an input layer with neurons through their bias (lava-dl's Input block leaves `inp`
+    unconnected): the graph's input is that bias, entering v like the synaptic input of an IF."""
     graph, _ = _int_mlp(1)
     path = tmp_path / "input_neurons.h5"
     export_netx(graph, path)
     with h5py.File(path, "r+") as f:
         f["layer/0"].copy(f["layer/1/neuron"], "neuron")
-    with pytest.raises(backends.Unsupported, match="netx layer 0: input layer with neurons"):
-        import_netx(path)
+    back = import_netx(path)
+    assert [type(back.nodes[n]).__name__ for n in ("neuron0", "dense1")] == ["IF", "Affine"]
+    assert ("input", "neuron0") in back.edges and ("neuron0", "dense1") in back.edges
 
 
 def test_netx_backend_matches_integer_numpy_loop():

@@ -122,6 +122,7 @@ def test_read_graph_names_the_tool_that_wrote_a_foreign_file(tmp_path):
     graph, _, _ = _sinabs_style_graph(1.0)
     path = write_nir(tmp_path / "sinabs.nir", graph)
     with pytest.raises(SpikeportError, match=r"looks written by sinabs .*read it with --from sinabs"):
-        read_graph(path)
-    adopted = read_graph(path, "sinabs")
-    assert adopted.nodes["iaf1"].metadata["spikeport"]["reset"] == "subtract"
+        read_graph(path, "spikeport")
+    for convention in ("auto", "sinabs"):    # auto: sinabs' Flatten fingerprint names the writer
+        adopted = read_graph(path, convention)
+        assert adopted.nodes["iaf1"].metadata["spikeport"]["reset"] == "subtract"

@@ -13,7 +13,7 @@ import h5py
 import nir
 from nir.serialization import hdf2dict
 
-from backends.graph import KNOWN_TYPES, GraphError, analyse
+from backends.graph import KNOWN_TYPES, GraphError
 from backends.nirext import ExtensionError
 from pipeline.errors import SpikeportError
 
@@ -21,11 +21,18 @@ _FIX = "the file is damaged or was not written by a NIR 1.x tool; re-export it (
 MIN_READ_SECONDS = 30.0   # time limit for parsing a file, plus one second per MB
 MAX_EXPANSION = 1000      # declared data may exceed the file size this many times (NIR compresses), plus 1 GB
 
-def read_graph(path, convention: str = "spikeport", timeout: float | None = None) -> nir.NIRGraph:
+def read_graph(path, convention: str = "auto", timeout: float | None = None) -> nir.NIRGraph:
     """Read and validate a NIR file (node types, edges, shapes, parameters, spikeport metadata), or raise
     a SpikeportError naming the file, the node and the fix. A graph written by another tool is read in that
-    tool's `convention` (pipeline/io/nirimport.py). `timeout` bounds the HDF5 parsing (seconds; default
+    tool's `convention`; "auto" takes it from the file's metadata or its writer's fingerprint and refuses a
+    file that shows neither (pipeline/io/nirimport.py). `timeout` bounds the HDF5 parsing (seconds; default
     MIN_READ_SECONDS plus one per MB)."""
+    return read_graph_notes(path, convention, timeout)[0]
+
+
+def read_graph_notes(path, convention: str = "auto", timeout: float | None = None) -> tuple[nir.NIRGraph, list[str]]:
+    """`read_graph`, plus the notes of the conventions translated (empty for a spikeport file)."""
+    from pipeline.io.nirimport import detect, read
     path = Path(path)
     if not path.is_file():
         raise SpikeportError(f"{path}: no such NIR file")
@@ -35,18 +42,13 @@ def read_graph(path, convention: str = "spikeport", timeout: float | None = None
         timeout = MIN_READ_SECONDS + path.stat().st_size / 2**20
     graph = _parse_isolated(path, timeout)
     try:
-        if convention != "spikeport":
-            from pipeline.io.nirimport import adopt
-            return adopt(graph, convention)[0]
-        analyse(graph)
+        return read(graph, convention)
     except (GraphError, ExtensionError, SpikeportError) as err:
-        from pipeline.io.nirimport import guess
-        hint = guess(graph) if convention == "spikeport" else None
+        hint = detect(graph) if convention in ("spikeport", "nir") else None
         if hint:
             raise SpikeportError(f"{path}: {err}; it looks written by {hint[0]} ({hint[1]}): read it with "
                                  f"--from {hint[0]}") from None
         raise SpikeportError(f"{path}: {err}") from None
-    return graph
 
 
 def _parse(path: Path) -> nir.NIRGraph:

@@ -1,0 +1,81 @@
+"""`spikeport export --for norse|sinabs`: the tools' own importers load the written file; on the whole digits
+test split their predictions are compared with spikeport's reference backend on the original graph."""
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import backends
+from pipeline.cli import main
+from pipeline.errors import SpikeportError
+from pipeline.io.atomic import write_nir
+from pipeline.io.nirexport import export_for
+
+T = 32
+
+
+def _export(tmp_path, graph, tool, *extra) -> nir.NIRGraph:
+    path = write_nir(tmp_path / "model.nir", graph)
+    assert main(["export", str(path), "--for", tool, "-o", str(tmp_path / f"{tool}.nir"), "--quiet", *extra]) == 0
+    return nir.read(tmp_path / f"{tool}.nir")
+
+
+@pytest.mark.slow   # Norse's module sample by sample: 360 x 32 calls, several minutes on 2 shared cores
+def test_norse_runs_the_exported_digits_file_as_the_reference_does(tmp_path, digits, digits_graphs):
+    import norse.torch as nt
+    graph = digits_graphs["maxnorm-zero"]      # IF with reset to 0 on v > θ: Norse's neuron
+    module = nt.from_nir(_export(tmp_path, graph, "norse"), dt=1e-3)
+    x = digits.test_x.float()
+    total = torch.zeros(len(x), 10)
+    with torch.no_grad():
+        for i in range(len(x)):   # unbatched: Norse's Flatten counts a batch dimension (see export's note)
+            state = None
+            for _ in range(T):
+                y, state = module(x[i], state)
+                total[i] += y
+    ref = backends.get("reference").run(graph, x.numpy(), T)
+    np.testing.assert_array_equal(total.argmax(1).numpy(), ref.predictions)
+    np.testing.assert_allclose(total.numpy(), ref.outputs, rtol=1e-4, atol=1e-3 * np.abs(ref.outputs).max())
+
+
+def test_norse_export_refuses_reset_by_subtraction(digits_graphs):
+    with pytest.raises(SpikeportError, match=r"node 'relu1' \(IF\): reset 'subtract' — Norse resets to 0"):
+        export_for(digits_graphs["maxnorm"], "norse")
+
+
+@pytest.mark.slow
+def test_sinabs_runs_the_exported_digits_file_approximately(tmp_path, digits, digits_graphs):
+    """sinabs' from_nir clamps v at -θ and sends several spikes per step: refused, and written with
+    --approximate; its agreement with the reference is measured (100% of the 360 samples here), not exact."""
+    import sinabs
+    graph = digits_graphs["maxnorm"]           # IF with reset by subtraction: sinabs' neuron but for the clamp
+    with pytest.raises(SpikeportError, match=r"node 'relu1' \(IF\): sinabs' from_nir clamps v at -v_threshold"):
+        export_for(graph, "sinabs")
+    x = digits.test_x.float()
+    model = sinabs.from_nir(_export(tmp_path, graph, "sinabs", "--approximate"), batch_size=len(x), num_timesteps=T)
+    with torch.no_grad():
+        y, _ = model(x.unsqueeze(1).expand(len(x), T, *x.shape[1:]).reshape(len(x) * T, *x.shape[1:]))
+    total = y.reshape(len(x), T, -1).sum(1).numpy()
+    ref = backends.get("reference").run(graph, x.numpy(), T)
+    agreement = float((total.argmax(1) == ref.predictions).mean())
+    assert agreement >= 0.99
+
+
+def test_snntorch_runs_an_exported_network_as_the_reference(tmp_path):
+    """snnTorch's import reads IF as Leaky(beta=0.9); the export writes it as a LIF snnTorch reads as
+    Leaky(beta = 1.0, reset to zero): its outputs summed over T equal the reference backend's."""
+    from snntorch.import_nir import import_from_nir
+    from tests.graphs import mlp
+    rng = np.random.default_rng(0)
+    graph = mlp(rng.normal(size=(6, 4)) * 0.8, np.zeros(6), rng.normal(size=(3, 6)), np.zeros(3), reset="zero")
+    module = import_from_nir(_export(tmp_path, graph, "snntorch"))
+    x = torch.rand(5, 4)
+    with torch.no_grad():
+        total = sum(module(x)[0] for _ in range(T))
+    ref = backends.get("reference").run(graph, x.numpy(), T)
+    assert np.abs(ref.outputs).max() > 5
+    np.testing.assert_allclose(total.numpy(), ref.outputs, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SpikeportError, match=r"node 'if1' \(IF\): reset 'subtract' — snnTorch's import resets to zero"):
+        export_for(mlp(np.ones((2, 4)), np.zeros(2), np.ones((3, 2)), np.zeros(3)), "snntorch")
