@@ -1,7 +1,8 @@
 """`spikeport sweep`: conversion methods x time steps on one model, as a table, results.json and a plot.
 
 Each method prepares its own model (some fine-tune the ANN their way), converts it (once, or per T for
-methods whose graph depends on T), and runs the reference simulator on the test split.
+methods whose graph depends on T), and runs the reference simulator on the test split, encoded as
+`SweepConfig.encoding` says (pipeline/data/encoding.py; calibration sees what that encoding delivers).
 """
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 import backends
+from backends.nirext import with_encoding
+from pipeline.data import encoding as enc
 from pipeline.io.atomic import write_json, write_nir, write_text
 from pipeline.conversion.calibrate import GRANULARITIES
 from pipeline.conversion.registry import BALANCED_RESETS, check_reset, convert, get_method, prepare
@@ -36,6 +41,7 @@ class SweepConfig:
     progress: bool = True
     limit: int | None = None
     target: str = "cmos45nm"
+    encoding: str = "direct"
 
 
 @dataclass
@@ -70,6 +76,15 @@ def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
     n = len(dataset.test_x) if cfg.limit is None else min(cfg.limit, len(dataset.test_x))
     x, y = dataset.test_x[:n].numpy(), dataset.test_y[:n].numpy()
     ann_acc = evaluate(ann, dataset.test_x[:n], dataset.test_y[:n])
+    encoding = enc.check(cfg.encoding)
+    shape = enc.input_shape(encoding, dataset.input_shape)
+
+    def converted(v: Variant, model, **options):
+        calib = torch.from_numpy(enc.calibration_input(dataset.train_x.numpy(), encoding, options.get("T") or 32))
+        g = convert(model, shape, calib, method=v.method, **v.options, **options)
+        g.metadata = with_encoding(g.metadata, encoding)
+        return g
+
     reference = backends.get("reference")
     rows, models, energy = [], {}, {}
     hw = load_hwconfig(cfg.target)
@@ -81,21 +96,19 @@ def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
                         progress=cfg.progress)
         models[v.label] = {"ann_accuracy": evaluate(model, dataset.test_x[:n], dataset.test_y[:n]),
                            "prepare_seconds": time.perf_counter() - t0}
-        graph = None if method.t_dependent else convert(model, dataset.input_shape, dataset.train_x, method=v.method,
-                                                        **v.options)
+        graph = None if method.t_dependent else converted(v, model)
         for T in cfg.T_values:
-            g = convert(model, dataset.input_shape, dataset.train_x, method=v.method, T=T, **v.options) \
-                if method.t_dependent else graph
-            run = reference.run(g, x, T, device=cfg.device)
-            rows.append({"label": v.label, "method": v.method, "backend": "reference", "T": T,
+            g = converted(v, model, T=T) if method.t_dependent else graph
+            run = reference.run(g, enc.encode(x, encoding, T, cfg.seed), T, device=cfg.device)
+            rows.append({"label": v.label, "method": v.method, "backend": "reference", "encoding": encoding, "T": T,
                          "accuracy": run.accuracy(y), "spikes_per_sample": run.spikes_per_sample,
                          "seconds": run.seconds})
             log(f"{v.label:>20} T={T:>3}: accuracy {100 * rows[-1]['accuracy']:6.2f}%, "
                 f"{run.spikes_per_sample:9.0f} spikes/sample")
             if T == nir_T:
                 write_nir(out / f"{v.label.replace(':', '-')}.nir", g)
-                energy[v.label] = energy_report(g, run, hw, T).to_dict()
-    results = {"ann": {"accuracy": ann_acc}, "samples": n, "methods": models, "runs": rows,
+                energy[v.label] = energy_report(g, run, hw, T, encoding=encoding).to_dict()
+    results = {"ann": {"accuracy": ann_acc}, "samples": n, "encoding": encoding, "methods": models, "runs": rows,
                "energy": {"hwconfig": hw.name, "T": nir_T, "per_method": energy},
                "T_values": list(cfg.T_values), "environment": provenance(cfg.seed)}
     accuracy_plot(out / "accuracy_vs_T.png", rows, ann_acc, "accuracy vs T per method (reference backend)")
@@ -115,7 +128,8 @@ def sweep_markdown(results: dict) -> str:
     cols = [("method", "method"), ("ann", "its ANN")] + [(str(T), f"T={T}") for T in Ts]
     return "\n\n".join([
         "# Sweep: accuracy per method per time-step budget",
-        f"Test samples: {results['samples']}; original ANN accuracy {100 * results['ann']['accuracy']:.2f}%. "
+        f"Test samples: {results['samples']}, input encoding `{results.get('encoding', 'direct')}`; original ANN "
+        f"accuracy {100 * results['ann']['accuracy']:.2f}%. "
         "'its ANN' is the accuracy of the model each method converts (methods that fine-tune change it).",
         "## Accuracy (%)", markdown_table(acc_rows, cols),
         "## Spikes per sample", markdown_table(spk_rows, [c for c in cols if c[0] != "ann"]),
