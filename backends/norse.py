@@ -148,7 +148,7 @@ class NorseBackend:
         x_all = feed.compact(inputs)
         varying = feed.time_varying(x_all.shape, view.shape(view.input), T)
         if not varying:
-            x_all = x_all.to(torch.float32)
+            x_all = x_all.to_dense().to(torch.float32)
         scale = torch.as_tensor(np.asarray(view.node(head).scale), dtype=torch.float32) if head else None
         start = time.perf_counter()
         outputs, counts, trains = [], {n: [] for n in spiking}, {n: [] for n in spiking}

@@ -249,7 +249,7 @@ class ReferenceBackend:
         x_all = feed.compact(inputs)
         varying = feed.time_varying(x_all.shape, view.shape(view.input), int(T))
         if not varying:
-            x_all = x_all.to(dtype)
+            x_all = x_all.to_dense().to(dtype)
         start = time.perf_counter()
         chunks: list[dict] = []
         bar = tqdm(total=len(x_all), desc=f"reference T={T}", unit="sample", disable=not progress, leave=False)
@@ -380,7 +380,8 @@ class ReferenceBackend:
                 rows: dict[str, torch.Tensor] = {}     # spiking nodes: spikes per (step, sample), (tc, batch)
                 if timed:
                     values[view.input] = x.steps(t0, tc)
-                    rows[view.input] = (values[view.input] != 0).flatten(2).sum(2)
+                    if view.input in skippable.values():   # the input's own events per (step, sample)
+                        rows[view.input] = (values[view.input] != 0).flatten(2).sum(2)
                 for n, op, preds, varying, frees in plan:
                     inp = _sum(fixed[p] if p in const else values[p] for p in preds)
                     if not varying:   # a neuron fed only by constants

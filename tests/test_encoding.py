@@ -147,3 +147,18 @@ def test_spike_fed_first_layer_pays_acs_per_input_event_not_macs():
     assert rate.encoding == "rate" and rate.to_dict()["encoding"] == "rate"
     assert any("Input encoding `rate`" in a for a in rate.assumptions)
     assert "input encoding `rate`" in rate.to_markdown()
+
+
+def test_sweep_runs_the_encoding_it_is_given(tmp_path, digits, digits_model):
+    from pipeline.io.nirio import read_graph
+    from pipeline.reports.sweep import SweepConfig, run_sweep
+    cfg = SweepConfig(out=tmp_path, methods=("maxnorm",), T_values=(8,), progress=False, limit=40, encoding="rate",
+                      seed=4)
+    res = run_sweep(digits_model, digits, cfg, log=lambda msg: None)
+    graph = read_graph(tmp_path / "maxnorm.nir")
+    assert graph_info(graph)["encoding"] == "rate" and res["energy"]["per_method"]["maxnorm"]["encoding"] == "rate"
+    x, y = digits.test_x[:40].numpy(), digits.test_y[:40].numpy()
+    by_hand = REF.run(graph, enc.rate(x, 8, seed=4), 8)
+    (row,) = res["runs"]
+    assert row["encoding"] == "rate" and row["accuracy"] == by_hand.accuracy(y)
+    assert row["spikes_per_sample"] == by_hand.spikes_per_sample
