@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from backends import inputs as feed
 from backends.graph import GraphView, analyse
 from backends.nirext import ExtensionError, SIGNED, fixed_point, neuron_semantics
 from backends.result import RunResult, Unsupported
@@ -88,7 +89,7 @@ def conv_accumulate(m: np.ndarray, s: np.ndarray, kw: dict) -> np.ndarray:
 
 
 def quantize_input(x: np.ndarray, scale: float, bits: int, signed: bool) -> np.ndarray:
-    """Direct (analog) input as integers: round(x / scale) (half to even), clipped to the input format."""
+    """Input (direct, or one step of a time-varying input) as integers: round(x / scale) (half to even), clipped to the input format."""
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     return np.clip(np.rint(np.asarray(x, np.float64) / scale), lo, hi).astype(np.int64)
 
@@ -293,7 +294,9 @@ def output_unit(view: GraphView) -> float:
 
 def run(graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, record: bool = False,
         progress: bool = False) -> RunResult:
-    """Run quantized `graph` in integer arithmetic; outputs are converted back to floats (x unit)."""
+    """Run quantized `graph` in integer arithmetic on direct (N, *input shape) or time-varying (N, T, *input
+    shape) inputs (`backends.inputs`), each step's values quantized by the graph's input format; outputs are
+    converted back to floats (x unit)."""
     view = analyse(graph, SUPPORTED)
     fmt = input_format(graph)
     if len(view.preds[view.output]) != 1:
@@ -301,14 +304,25 @@ def run(graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, record: b
     ops = {n: lower(view, n) for n in view.order}
     out_unit = output_unit(view)
     out_is_state = isinstance(view.node(view.preds[view.output][0]), nir.I)
-    x_all = quantize_input(inputs, float(fmt["input_scale"]), int(fmt["input_bits"]), bool(fmt["input_signed"]))
+    x_all = feed.compact(inputs)
+    varying = feed.time_varying(x_all.shape, view.shape(view.input), T)
+
+    def integers(x: torch.Tensor) -> np.ndarray:
+        return quantize_input(x.to_dense().numpy(), float(fmt["input_scale"]), int(fmt["input_bits"]),
+                              bool(fmt["input_signed"]))
     weighted = [n for n in view.order if isinstance(view.node(n), (nir.Affine, nir.Linear, nir.Conv2d))]
     spiking = [n for n in view.order if ops[n].spiking]
     start = time.perf_counter()
     parts = []
     for lo in tqdm(range(0, len(x_all), batch_size), desc=f"fixed point T={T}", disable=not progress, leave=False):
-        parts.append(_run_batch(view, ops, x_all[lo:lo + batch_size], int(T), record, weighted, spiking,
-                                out_is_state))
+        x = feed.rows(x_all, lo, batch_size)
+        if varying:
+            def step_input(t, x=x):
+                return integers(feed.steps(x, t, 1, torch.float64)[0])
+        else:
+            def step_input(t, x=integers(x)):
+                return x
+        parts.append(_run_batch(view, ops, step_input, len(x), int(T), record, weighted, spiking, out_is_state))
     n = len(x_all)
     counts = {k: np.concatenate([p["counts"][k] for p in parts]) for k in spiking}
     return RunResult(
@@ -321,8 +335,8 @@ def run(graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, record: b
         seconds=time.perf_counter() - start)
 
 
-def _run_batch(view, ops, x, T, record, weighted, spiking, out_is_state) -> dict:
-    batch = len(x)
+def _run_batch(view, ops, step_input, batch, T, record, weighted, spiking, out_is_state) -> dict:
+    """One batch; `step_input(t)` is the integer input at step t."""
     states = {n: ops[n].init(batch) for n in view.order}
     counts = {n: np.zeros((batch, *view.shape(n)), np.int64) for n in spiking}
     events = {n: np.zeros(view.shape(view.preds[n][0])) for n in weighted}
@@ -330,6 +344,7 @@ def _run_batch(view, ops, x, T, record, weighted, spiking, out_is_state) -> dict
     total = np.zeros((batch, *view.shape(view.output)), np.int64)
     for t in range(T):
         values: dict[str, np.ndarray] = {}
+        x = step_input(t)
         for n in view.order:
             inp = x if n == view.input else sum(values[p] for p in view.preds[n])
             if n in events:

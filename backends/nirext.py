@@ -1,4 +1,4 @@
-"""Reader and writer of spikeport's NIR metadata extension (docs/nir-extensions.md, schema version 2).
+"""Reader and writer of spikeport's NIR metadata extension (docs/nir-extensions.md, schema version 3).
 
 Every backend reads neuron semantics through `neuron_semantics`, so no backend invents defaults.
 """
@@ -12,7 +12,8 @@ import numpy as np
 from backends.result import Unsupported
 
 KEY = "spikeport"
-VERSION = 2   # version 2 adds the `fixed_point` keys of quantized graphs; version 1 files read unchanged
+VERSION = 3   # 2 adds the `fixed_point` keys of quantized graphs, 3 the spike encodings; older files read unchanged
+ENCODINGS = ("direct", "rate", "latency", "event")   # version 3; versions 1-2 know only "direct"
 NEURON_TYPES = (nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
 SPIKING_TYPES = (nir.IF, nir.LIF, nir.CubaLIF)
 RESETS = ("zero", "subtract", "signed-memory")
@@ -192,8 +193,10 @@ def graph_info(graph: nir.NIRGraph) -> dict:
         if unknown:
             raise ExtensionError(f"graph: unknown metadata key(s) {sorted(unknown)} under '{KEY}'")
     encoding = str(meta.get("encoding", "direct"))
-    if encoding != "direct":
-        raise ExtensionError(f"graph: encoding {encoding!r} is not supported (only 'direct')")
+    known = ENCODINGS if int(meta.get("version", VERSION)) >= 3 else ("direct",)
+    if encoding not in known:
+        raise ExtensionError(f"graph: encoding {encoding!r} is not one of {', '.join(known)} "
+                             f"(extension version {meta.get('version', VERSION)})")
     try:
         dt = float(meta.get("dt", 1e-3))
     except (TypeError, ValueError):
@@ -203,9 +206,20 @@ def graph_info(graph: nir.NIRGraph) -> dict:
     return {"dt": dt, "method": str(meta.get("method", "")), "encoding": encoding}
 
 
-def graph_metadata(method: str, source: str = "", dt: float | None = None) -> dict:
+def with_encoding(metadata: dict | None, encoding: str) -> dict:
+    """`metadata` with `spikeport.encoding` set (version raised to 3; other keys kept)."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    out = dict(metadata or {})
+    out[KEY] = {**dict(out.get(KEY, {})), "version": VERSION, "encoding": encoding}
+    return out
+
+
+def graph_metadata(method: str, source: str = "", dt: float | None = None, encoding: str = "direct") -> dict:
     """The graph-level `metadata` dict written by the converter."""
-    meta: dict = {"version": VERSION, "method": method, "encoding": "direct"}
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    meta: dict = {"version": VERSION, "method": method, "encoding": encoding}
     if source:
         meta["source"] = source
     if dt is not None:

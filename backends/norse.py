@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from backends import inputs as feed
 from backends.graph import GraphView, analyse
 from backends.nirext import neuron_semantics
 from backends.result import RunResult, Unsupported
@@ -120,7 +121,8 @@ class NorseBackend:
 
     def run(self, graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, record: bool = False,
             approximate: bool = False, progress: bool = False) -> RunResult:
-        """Run `graph` on `inputs` (N, *input shape) for `T` steps; see `RunResult`."""
+        """Run `graph` on `inputs` (N, *input shape) or (N, T, *input shape) for `T` steps (`backends.inputs`);
+        see `RunResult`."""
         if int(T) < 1:
             raise ValueError(f"T must be at least 1, got {T}")
         T = int(T)
@@ -143,23 +145,23 @@ class NorseBackend:
         import norse.torch as norse_torch   # heavy import, only when this backend runs
         module = norse_torch.from_nir(_norse_graph(view, ro, head), ignore_warnings=True, dt=view.dt)
         spiking = [n for n in view.order if isinstance(view.node(n), (nir.IF, nir.LIF))]
-        x_all = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
-        want = view.shape(view.input)
-        if tuple(x_all.shape[1:]) != want:
-            raise ValueError(f"inputs have shape {tuple(x_all.shape[1:])} per sample, the graph's Input expects {want}")
-        if head is not None:
-            x_all = x_all * torch.as_tensor(np.asarray(view.node(head).scale), dtype=torch.float32)
+        x_all = feed.compact(inputs)
+        varying = feed.time_varying(x_all.shape, view.shape(view.input), T)
+        if not varying:
+            x_all = x_all.to_dense().to(torch.float32)
+        scale = torch.as_tensor(np.asarray(view.node(head).scale), dtype=torch.float32) if head else None
         start = time.perf_counter()
         outputs, counts, trains = [], {n: [] for n in spiking}, {n: [] for n in spiking}
         with torch.no_grad(), tqdm(total=len(x_all), desc=f"norse T={T}", unit="sample", disable=not progress,
                                    leave=False) as bar:
             for lo in range(0, len(x_all), batch_size):
-                x = x_all[lo:lo + batch_size]
+                x = feed.rows(x_all, lo, batch_size)
                 state, total = None, None
                 per = {n: torch.zeros(len(x), *view.shape(n)) for n in spiking}
                 steps = {n: [] for n in spiking}
-                for _ in range(T):
-                    y, state = module(x, state)
+                for t in range(T):
+                    xt = feed.steps(x, t, 1, torch.float32)[0] if varying else x
+                    y, state = module(xt if scale is None else xt * scale, state)
                     total = y.clone() if total is None else total + y
                     for n in spiking:
                         z = state.cache[n]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from backends import events as scatter
-from backends import fixedpoint, kernels, neurons
+from backends import fixedpoint, inputs as feed, kernels, neurons
 from backends.graph import GraphError, KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
 from backends.nirext import LAVA_CUBA, NEURON_TYPES, neuron_semantics
 from backends.result import RunResult
@@ -206,10 +206,13 @@ MODES = ("layer", "step")
 DEFAULT_MAX_ELEMENTS = 1 << 18   # 1 MB of float32 per tensor: chunks that stay in L2 are fastest
 
 
-def constant_nodes(view: GraphView, ops: dict[str, Op]) -> set[str]:
+def constant_nodes(view: GraphView, ops: dict[str, Op], varying: bool = False) -> set[str]:
     """Nodes whose output is the same at every step: the Input (direct encoding) and every stateless node
-    all of whose inputs are constant. Neuron nodes (spiking or integrator) are never constant."""
+    all of whose inputs are constant. Neuron nodes (spiking or integrator) are never constant; with
+    time-varying input (`varying`) no node is."""
     const: set[str] = set()
+    if varying:
+        return const
     for n in view.order:
         node = view.node(n)
         if n == view.input:
@@ -234,7 +237,11 @@ class ReferenceBackend:
         step in place, step by step), other neuron nodes as a loop over T; T is cut in chunks so that no
         (chunk*batch, *node shape) tensor has more than `max_elements` elements (at least one step is
         always taken).
-    In both, nodes whose inputs are all time-constant (`constant_nodes`) are computed once per batch, and a
+    Inputs are direct (N, *input shape) or time-varying (N, T, *input shape), step t receiving x[:, t]
+    (`backends.inputs`); a time-varying input is converted to floats one chunk of steps at a time (layer
+    mode) or one step at a time (step mode), in the dtype it came in until then (bool, int8, sparse).
+    In both, nodes whose inputs are all time-constant (`constant_nodes`, none under time-varying input) are
+    computed once per batch, and a
     Conv2d or Linear/Affine node with an event-driven form (`backends.events`, on the CPU, for layers where it
     can pay) computes a step event-driven when that step's non-zero inputs over the batch are below the cost
     model's limit, densely otherwise: the choice depends only on the step's input, so both modes make it alike
@@ -254,7 +261,8 @@ class ReferenceBackend:
             dtype: torch.dtype = torch.float32, record: bool = False, approximate: bool = False,
             progress: bool = False, mode: str = "layer", max_elements: int = DEFAULT_MAX_ELEMENTS,
             fixed_point: bool = False) -> RunResult:
-        """Run `graph` on `inputs` (N, *input shape) for `T` steps; see `RunResult` for what is returned.
+        """Run `graph` on `inputs` (N, *input shape) or (N, T, *input shape) for `T` steps (`backends.inputs`);
+        see `RunResult` for what is returned.
 
         `fixed_point=True` runs a quantized graph in the integer arithmetic of Lava's fixed_pt process models
         (`backends.fixedpoint`; `device`, `dtype`, `mode` and `max_elements` do not apply)."""
@@ -270,15 +278,16 @@ class ReferenceBackend:
         dev = torch.device(device)
         low = _Lowering(view, dev, dtype)
         ops = {n: low.lower(n) for n in view.order}
-        x_all = torch.as_tensor(np.asarray(inputs), dtype=dtype)
-        want = view.shape(view.input)
-        if tuple(x_all.shape[1:]) != want:
-            raise ValueError(f"inputs have shape {tuple(x_all.shape[1:])} per sample, the graph's Input expects {want}")
+        x_all = feed.compact(inputs)
+        varying = feed.time_varying(x_all.shape, view.shape(view.input), int(T))
+        if not varying:
+            x_all = x_all.to_dense().to(dtype)
         start = time.perf_counter()
         chunks: list[dict] = []
         bar = tqdm(total=len(x_all), desc=f"reference T={T}", unit="sample", disable=not progress, leave=False)
         for lo in range(0, len(x_all), batch_size):
-            x = x_all[lo:lo + batch_size].to(dev)
+            x = feed.rows(x_all, lo, batch_size)
+            x = Feed(x, dtype, dev) if varying else x.to(dev)
             if mode == "step":
                 chunks.append(self._run_batch(view, ops, x, int(T), record))
             else:
@@ -288,7 +297,7 @@ class ReferenceBackend:
         return _merge(chunks, self.name, int(T), len(x_all), time.perf_counter() - start, record)
 
     @staticmethod
-    def _setup(view: GraphView, ops: dict[str, Op], x: torch.Tensor, T: int, record: bool):
+    def _setup(view: GraphView, ops: dict[str, Op], x: "torch.Tensor | Feed", T: int, record: bool):
         batch = x.shape[0]
         out_pred = view.preds[view.output][0] if view.preds[view.output] else view.input
         out_is_state = ops[out_pred].integrator and len(view.preds[view.output]) == 1
@@ -298,7 +307,7 @@ class ReferenceBackend:
         # integer event counts: exact at any T x batch (the same in every mode)
         events = {n: torch.zeros(view.shape(view.preds[n][0]), dtype=torch.int64, device=x.device) for n in weighted}
         trains = {n: [] for n in spiking} if record else None
-        const = constant_nodes(view, ops)
+        const = constant_nodes(view, ops, isinstance(x, Feed))
         # constant nodes, evaluated once per batch, in order
         fixed: dict[str, torch.Tensor] = {}
         for n in view.order:
@@ -333,15 +342,17 @@ class ReferenceBackend:
         }
 
     @classmethod
-    def _run_batch(cls, view: GraphView, ops: dict[str, Op], x: torch.Tensor, T: int, record: bool) -> dict:
+    def _run_batch(cls, view: GraphView, ops: dict[str, Op], x: "torch.Tensor | Feed", T: int, record: bool) -> dict:
         """Step-by-step execution (`mode="step"`)."""
         with torch.no_grad():
             out_is_state, spiking, counts, events, trains, const, fixed, readout = cls._setup(view, ops, x, T, record)
             states = {n: ops[n].init(x.shape[0]) for n in view.order if n not in const}
-            skip = const | (readout.skipped(view) if readout else set())
+            skip = const | {view.input} | (readout.skipped(view) if readout else set())
             total = None
-            for _ in range(T):
+            for t in range(T):
                 values: dict[str, torch.Tensor] = dict(fixed)
+                if view.input not in const:
+                    values[view.input] = x.steps(t, 1)[0]
                 for n in view.order:
                     if n in skip:
                         continue
@@ -365,14 +376,14 @@ class ReferenceBackend:
         return cls._result(total, counts, events, trains, record)
 
     @classmethod
-    def _run_layers(cls, view: GraphView, ops: dict[str, Op], x: torch.Tensor, T: int, record: bool,
+    def _run_layers(cls, view: GraphView, ops: dict[str, Op], x: "torch.Tensor | Feed", T: int, record: bool,
                     max_elements: int) -> dict:
         """Layer-wise execution over chunks of time steps (`mode="layer"`)."""
         batch = x.shape[0]
         with torch.no_grad():
             out_is_state, spiking, counts, events, trains, const, fixed, readout = cls._setup(view, ops, x, T, record)
             states = {n: ops[n].init(batch) for n in view.order if n not in const}
-            skip = const | (readout.skipped(view) if readout else set())
+            skip = const | {view.input} | (readout.skipped(view) if readout else set())
             largest = max(int(np.prod(view.shape(n))) for n in view.order)
             step_chunk = max(1, min(T, max_elements // max(1, batch * largest)))
             last_use = {}
@@ -384,6 +395,10 @@ class ReferenceBackend:
             events_from = {n: src for n in events if (src := _spiking_source(view, ops, n)) is not None}
             # convolutions fed by spikes skip the (step, sample) slices in which their source fired nothing
             skippable = {n: events_from[n] for n in events_from if isinstance(view.node(n), nir.Conv2d)}
+            # ... and so do convolutions fed by a time-varying input, in the slices where it is all zero
+            timed = view.input not in const
+            skippable.update({n: view.input for n in events if timed and view.preds[n] == [view.input]
+                              and isinstance(view.node(n), nir.Conv2d)})
             # a GEMM's rounding can depend on its row count (BLAS blocking): one call per step, as in step mode
             per_step = {n for n in view.order if isinstance(view.node(n), (nir.Linear, nir.Affine))}
             # per non-constant node: its op, inputs, whether any input varies, the inputs it reads last
@@ -395,6 +410,10 @@ class ReferenceBackend:
                 tc = min(step_chunk, T - t0)
                 values: dict[str, torch.Tensor] = {}   # non-constant nodes: (tc, batch, *shape)
                 rows: dict[str, torch.Tensor] = {}     # spiking nodes: spikes per (step, sample), (tc, batch)
+                if timed:
+                    values[view.input] = x.steps(t0, tc)
+                    if view.input in skippable.values():   # the input's own events per (step, sample)
+                        rows[view.input] = (values[view.input] != 0).flatten(2).sum(2)
                 for n, op, preds, varying, frees in plan:
                     inp = _sum(fixed[p] if p in const else values[p] for p in preds)
                     if not varying:   # a neuron fed only by constants
@@ -441,6 +460,18 @@ class ReferenceBackend:
                 del values
             total = cls._finish(ops, readout, states, counts, events, events_from, T, total)
         return cls._result(total, counts, events, trains, record)
+
+
+class Feed:
+    """A batch of time-varying input (batch, T, *shape), in the dtype it came in; `steps` gives float chunks."""
+
+    def __init__(self, x: torch.Tensor, dtype: torch.dtype, device: torch.device):
+        self.x, self.dtype, self.device = x, dtype, device
+        self.shape = x.shape
+
+    def steps(self, t0: int, n: int) -> torch.Tensor:
+        """Steps t0 .. t0+n-1 as a (n, batch, *shape) tensor of the run's dtype on its device."""
+        return feed.steps(self.x, t0, n, self.dtype, self.device)
 
 
 class _Buffers:

@@ -135,7 +135,7 @@ def nir_cases(folder, per_class: int = 20, seed: int = 0) -> list[Case]:
              "graph version 'x'": ("node/metadata/spikeport/version", b"x"),
              f"neuron version {VERSION + 1}": ("node/nodes/if1/metadata/spikeport/version", VERSION + 1),
              "reset 'sideways'": ("node/nodes/if1/metadata/spikeport/reset", b"sideways"),
-             "encoding 'rate'": ("node/metadata/spikeport/encoding", b"rate"),
+             "encoding 'poisson'": ("node/metadata/spikeport/encoding", b"poisson"),
              "dt = 0": ("node/metadata/spikeport/dt", 0.0), "dt = NaN": ("node/metadata/spikeport/dt", np.nan),
              "unknown key": ("node/metadata/spikeport/colour", b"red")}
     for label, (key, value) in metas.items():

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 import backends as _backends
-from backends.nirext import fixed_point
+from backends.nirext import fixed_point, graph_info, with_encoding
 from backends.result import RunResult
 from pipeline import checks
+from pipeline.data import encoding as enc
 from pipeline.data.datasets import Dataset
 from pipeline.errors import SpikeportError
 from pipeline.hardware.deploy import Bundle
@@ -79,14 +80,17 @@ def _samples(data, what: str) -> torch.Tensor:
 
 
 def convert(model: nn.Module, calibration_data, method: str = "robustnorm", *, input_shape: Sequence[int] | None = None,
-            T: int | None = None, source: str = "", progress: bool = False, **options) -> nir.NIRGraph:
+            T: int | None = None, source: str = "", progress: bool = False, encoding: str = "direct",
+            **options) -> nir.NIRGraph:
     """The spiking NIR graph of a trained ANN by conversion method `method`.
 
     `calibration_data`: training samples (N, *input shape) as a tensor, array, Dataset or DataLoader; it fixes
     the thresholds (activation statistics) and, unless `input_shape` is given, the input shape. `options` are
     the method's own (`pipeline.conversion.registry.get_method(method).options()`, e.g. `granularity`,
     `percentile`, `reset`); one the method does not take is refused. `T` only for methods whose graph depends
-    on it (optimal-shift). Methods that fine-tune the ANN first: `prepare`.
+    on it (optimal-shift). Methods that fine-tune the ANN first: `prepare`. `encoding` (direct, rate, latency,
+    event; `pipeline.data.encoding`) is written into the graph's metadata, and calibration sees what it delivers
+    per step on average (`calibration_input`: for `event`, images become (2, H, W) event rates).
 
     >>> import pipeline, torch
     >>> ann = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -102,12 +106,16 @@ def convert(model: nn.Module, calibration_data, method: str = "robustnorm", *, i
     if not isinstance(model, nn.Module):
         raise SpikeportError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
     x = _samples(calibration_data, "calibration_data")
+    if enc.check(encoding) != "direct":
+        x = torch.from_numpy(enc.calibration_input(x.numpy(), encoding, T or 32))
     shape = tuple(int(d) for d in (input_shape if input_shape is not None else x.shape[1:]))
     if tuple(x.shape[1:]) != shape:
         raise SpikeportError(f"calibration_data have per-sample shape {tuple(x.shape[1:])}, input_shape is {shape}")
     if T is not None:
         T = checks.time_steps(T)
-    return _convert(model.eval(), shape, x, method=method, source=source, progress=progress, T=T, **options)
+    graph = _convert(model.eval(), shape, x, method=method, source=source, progress=progress, T=T, **options)
+    graph.metadata = with_encoding(graph.metadata, encoding)
+    return graph
 
 
 def prepare(method: str, ann: nn.Module, dataset: Dataset, epochs: int = 10, *, seed: int = 0, device: str = "cpu",
@@ -119,9 +127,29 @@ def prepare(method: str, ann: nn.Module, dataset: Dataset, epochs: int = 10, *, 
                     seed=checks.seed(seed), device=checks.device(device), progress=progress, **options)
 
 
+CALIBRATION_SPIKE_SAMPLES = 1024   # encoded calibration samples for the input format under a spike encoding
+
+
+def encoded(graph, inputs, T: int, encoding: str | None = None, seed: int = 0, *, what: str = "inputs") -> np.ndarray:
+    """`inputs` as `graph` receives them under `encoding` (default: the graph's metadata encoding): images are
+    encoded for T steps (`pipeline.data.encoding.encode`, seeded), and inputs already (N, T, *input shape) are
+    passed on as they are (time-varying input needs no encoding)."""
+    graph = _graph(graph)
+    name = enc.check(encoding if encoding is not None else graph_info(graph)["encoding"])
+    if isinstance(inputs, torch.Tensor):
+        inputs = inputs.detach().cpu().numpy()
+    x = np.asarray(inputs)
+    shape = checks.graph_input_shape(graph)
+    if name != "direct" and x.ndim >= 2 and (shape is None or tuple(x.shape[1:]) != (T, *shape)):
+        x = enc.encode(x, name, T, checks.seed(seed))
+    return checks.inputs_for(graph, x, what=what, T=T)
+
+
 def simulate(graph, inputs, T: int = 32, *, backend: str = "reference", progress: bool = False, max_T: int =
-             checks.DEFAULT_MAX_T, **backend_options) -> RunResult:
-    """Run `graph` (a NIRGraph or a .nir path) on `inputs` (N, *input shape) for `T` steps on `backend`.
+             checks.DEFAULT_MAX_T, encoding: str | None = None, seed: int = 0, **backend_options) -> RunResult:
+    """Run `graph` (a NIRGraph or a .nir path) on `inputs` for `T` steps on `backend`: images (N, *input shape)
+    under `encoding` (`encoded`; default the graph's own, `direct` unless it says otherwise; `seed` for `rate`)
+    or time-varying inputs (N, T, *input shape), step t receiving x[:, t].
 
     A quantized graph runs in integer arithmetic on the reference as Lava runs it on its fixed_pt models.
     `backend_options` go to the backend's `run` (e.g. `approximate=True`, `record=True`, `device="cuda"`).
@@ -136,8 +164,8 @@ def simulate(graph, inputs, T: int = 32, *, backend: str = "reference", progress
     if backend not in _backends.names():
         raise SpikeportError(f"unknown backend {backend!r}; choose one of: {', '.join(_backends.names())}")
     graph = _graph(graph)
-    x = checks.inputs_for(graph, inputs)
     T = checks.time_steps(T, max_T)
+    x = encoded(graph, inputs, T, encoding, seed)
     if "device" in backend_options:
         checks.device(backend_options["device"])
     if backend == "reference" and fixed_point("graph", graph.metadata, "graph") is not None:
@@ -146,9 +174,11 @@ def simulate(graph, inputs, T: int = 32, *, backend: str = "reference", progress
 
 
 def energy(graph, inputs=None, *, run: RunResult | None = None, target: str | Path = "cmos45nm", T: int = 32,
-           data_movement: bool = False, memory_level: str = "cache_8kb") -> EnergyReport:
+           data_movement: bool = False, memory_level: str = "cache_8kb", encoding: str | None = None,
+           seed: int = 0) -> EnergyReport:
     """Energy per inference of `graph` on hardware `target` (hwconfigs/NAME.toml or a path), ANN against SNN,
-    per layer; spikes come from `run`, or from a reference run on `inputs` for `T` steps.
+    per layer; spikes come from `run`, or from a reference run on `inputs` for `T` steps under `encoding`
+    (default the graph's; the first layer pays ACs per input event under any but `direct`).
 
     >>> import pipeline, torch
     >>> ann = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -161,11 +191,13 @@ def energy(graph, inputs=None, *, run: RunResult | None = None, target: str | Pa
     from pipeline.hardware.hwconfig import load_hwconfig
     graph = _graph(graph)
     hw = load_hwconfig(target)
+    name = enc.check(encoding if encoding is not None else graph_info(graph)["encoding"])
     if run is None:
         if inputs is None:
             raise SpikeportError("energy() needs the inputs to simulate, or a RunResult as run=")
-        run = simulate(graph, inputs, T, backend="reference")
-    return energy_report(graph, run, hw, run.T, data_movement=data_movement, memory_level=memory_level)
+        run = simulate(graph, inputs, T, backend="reference", encoding=name, seed=seed)
+    return energy_report(graph, run, hw, run.T, data_movement=data_movement, memory_level=memory_level,
+                         encoding=name)
 
 
 def quantize(graph, calibration_data, *, target: str | Path = "loihi2", weight_bits: int | None = None,
@@ -183,32 +215,42 @@ def quantize(graph, calibration_data, *, target: str | Path = "loihi2", weight_b
 
 
 def deploy(graph, calibration_data, inputs, labels, out: str | Path, *, target: str | Path = "loihi2", T: int = 32,
-           progress: bool = False) -> Bundle:
+           progress: bool = False, encoding: str | None = None, seed: int = 0) -> Bundle:
     """Quantize for `target`, map to cores, measure float vs fixed-point accuracy on (inputs, labels) at `T`
     and write the bundle (model.q.nir, resources.json, report.md/json, model.net where netx can express it)
-    into folder `out`."""
+    into folder `out`. Under a spike `encoding` (default: the graph's) the inputs are encoded (`encoded`), and
+    the input format is calibrated on the first CALIBRATION_SPIKE_SAMPLES calibration samples encoded for the
+    quantizer's T = 32."""
     from pipeline.hardware.deploy import deploy as _deploy
+    from pipeline.hardware.quantize import CALIBRATION_T
     graph = _graph(graph)
-    x = checks.inputs_for(graph, inputs)
+    T = checks.time_steps(T)
+    name = enc.check(encoding if encoding is not None else graph_info(graph)["encoding"])
+    x = encoded(graph, inputs, T, name, seed)
     y = checks.labels_for(labels, len(x), checks.graph_output_size(graph))
-    calib = checks.inputs_for(graph, _samples(calibration_data, "calibration_data"), what="calibration_data")
-    return _deploy(graph, target, out, calib, x, y, T=checks.time_steps(T), progress=progress)
+    calib = _samples(calibration_data, "calibration_data")
+    if name != "direct":
+        calib = calib[:CALIBRATION_SPIKE_SAMPLES]
+    calib = encoded(graph, calib, CALIBRATION_T, name, seed, what="calibration_data")
+    return _deploy(graph, target, out, calib, x, y, T=T, progress=progress, encoding=name)
 
 
 def parity(graph, inputs, labels, *, backends: Sequence[str] = ("reference", "lava", "norse", "netx"), T: int = 32,
-           approximate: bool = False, tolerances: Tolerances = Tolerances(), progress: bool = False) -> dict:
+           approximate: bool = False, tolerances: Tolerances = Tolerances(), progress: bool = False,
+           encoding: str | None = None, seed: int = 0) -> dict:
     """`graph` on several backends against the reference: per backend accuracy, agreement, per-layer spike-count
-    and output differences, pass/fail with causes (a backend that refuses the graph gets a `refused` row)."""
+    and output differences, pass/fail with causes (a backend that refuses the graph gets a `refused` row).
+    Every backend gets the same inputs, encoded under `encoding` (`encoded`; default the graph's)."""
     from pipeline.reports.parity import run_parity
     names = list(backends)
     unknown = [n for n in names if n not in _backends.names()]
     if unknown or not names:
         raise SpikeportError(f"unknown backend(s) {unknown or names}; choose from: {', '.join(_backends.names())}")
     graph = _graph(graph)
-    x = checks.inputs_for(graph, inputs)
+    T = checks.time_steps(T)
+    x = encoded(graph, inputs, T, encoding, seed)
     y = checks.labels_for(labels, len(x), checks.graph_output_size(graph))
-    return run_parity(graph, x, y, names, checks.time_steps(T), approximate=approximate, tol=tolerances,
-                      progress=progress)
+    return run_parity(graph, x, y, names, T, approximate=approximate, tol=tolerances, progress=progress)
 
 
 def train(model: nn.Module, dataset: Dataset, *, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,

@@ -78,21 +78,28 @@ def graph_output_size(graph: nir.NIRGraph) -> int | None:
     return int(np.prod(shape)) if shape.size else None
 
 
-def inputs_for(graph: nir.NIRGraph, inputs, *, what: str = "inputs") -> np.ndarray:
-    """`inputs` as a float array (N, *input shape) that `graph` accepts, or a SpikeportError naming both shapes."""
+def inputs_for(graph: nir.NIRGraph, inputs, *, what: str = "inputs", T: int | None = None) -> np.ndarray:
+    """`inputs` as an array (N, *input shape) that `graph` accepts (floats as float32/float64), or, given `T`,
+    also time-varying (N, T, *input shape), whose bool and integer arrays are kept as they are (compact spike
+    trains); a SpikeportError naming the shapes otherwise."""
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
     try:
-        x = np.asarray(inputs, dtype=np.float64 if np.asarray(inputs).dtype == np.float64 else np.float32)
+        raw = np.asarray(inputs)
+        compact = T is not None and raw.dtype.kind in "biu"
+        x = raw if compact else np.asarray(raw, dtype=np.float64 if raw.dtype == np.float64 else np.float32)
     except (TypeError, ValueError) as err:
         raise SpikeportError(f"{what} cannot be read as a numeric array ({err})") from None
     shape = graph_input_shape(graph)
     if x.ndim == 0 or len(x) == 0:
         raise SpikeportError(f"{what} hold no samples (shape {x.shape}); pass an array (N, *input shape) with N >= 1")
-    if shape is not None and tuple(x.shape[1:]) != shape:
-        raise SpikeportError(f"{what} have per-sample shape {tuple(x.shape[1:])} but the graph's Input is {shape}: "
-                             "the graph was converted for another data set (check --dataset)")
-    if not np.isfinite(x).all():
+    per_sample = tuple(x.shape[1:])
+    if shape is not None and per_sample != shape and not (T is not None and per_sample == (T, *shape)):
+        steps = f" or ({T}, {', '.join(map(str, shape))}) per sample (time-varying, T={T})" if T is not None else ""
+        raise SpikeportError(f"{what} have per-sample shape {per_sample} but the graph's Input is {shape}{steps}: "
+                             "the graph was converted for another data set or encoding (check --dataset, "
+                             "--encoding)")
+    if not compact and not np.isfinite(x).all():
         raise SpikeportError(f"{what} contain NaN or Inf values")
     return x
 

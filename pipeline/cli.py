@@ -12,7 +12,7 @@ from pathlib import Path
 
 import backends
 from backends.graph import GraphError
-from backends.nirext import ExtensionError
+from backends.nirext import ENCODINGS, ExtensionError
 from pipeline import __version__, api, checks
 from pipeline.errors import SpikeportError
 
@@ -56,6 +56,12 @@ def _number(value: str) -> float:
         return checks.finite_positive("value", value)
     except SpikeportError:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value!r}") from None
+
+
+def _add_encoding_arg(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--encoding", default=default, choices=ENCODINGS,
+                   help="input encoding (docs/nir-extensions.md, Encodings); default "
+                        + (default or "the graph's own (metadata), direct if it says none"))
 
 
 def _choices(names) -> str:
@@ -102,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(optimal-shift)")
     p.add_argument("--calib-samples", type=_positive, default=None, help="training samples used for calibration")
     p.add_argument("--out", default="out/model.nir")
+    _add_encoding_arg(p, "direct")
     _add_data_args(p)
 
     p = sub.add_parser("simulate", parents=[common], help="run a NIR file on a backend and report accuracy")
@@ -111,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-T", type=_positive, default=checks.DEFAULT_MAX_T, help="refuse T above this")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     _add_from_arg(p)
+    _add_encoding_arg(p)
     _add_data_args(p)
 
     p = sub.add_parser("energy", parents=[common], help="estimated energy per inference of a NIR file on a hardware target")
@@ -123,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("cache_8kb", "cache_32kb", "cache_1mb", "dram_min", "dram_max"),
                    help="memory level of the hwconfig [memory] table that prices data movement")
     p.add_argument("--plot", default=None, metavar="PATH", help="also write a per-layer stacked bar plot (PNG)")
+    _add_encoding_arg(p)
     _add_data_args(p)
 
     p = sub.add_parser("sweep", parents=[common], help="conversion methods x time steps on one model: table, JSON, plot")
@@ -137,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", default="cmos45nm,loihi", help="comma-separated hwconfig targets priced per (method, "
                    f"T), each with an accuracy-energy Pareto front; {targets}")
     p.add_argument("--out", default="out/sweep")
+    _add_encoding_arg(p, "direct")
     _add_data_args(p)
 
     p = sub.add_parser("quantize", parents=[common], help="quantize a NIR file to a fixed-point target's formats")
@@ -154,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="loihi2", help=targets + " with [formats]")
     p.add_argument("--out", default="out/deploy", help="output folder")
     p.add_argument("--T", type=_positive, default=32)
+    _add_encoding_arg(p)
     _add_data_args(p)
 
     p = sub.add_parser("export", parents=[common], help="write a NIR file in the form another tool's importer runs")
@@ -178,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-tolerance", type=_number, default=0.05,
                    help="maximum |output difference| relative to the largest reference output")
     p.add_argument("--out", default="out/parity", help="folder for parity.json and parity_layers.png")
+    _add_encoding_arg(p)
     _add_data_args(p)
 
     p = sub.add_parser("train-snn", parents=[common], help="train a spiking network directly (snn2ann, joint-asnn, "
@@ -208,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="robustnorm", choices=method_names())
     p.add_argument("--lava-samples", type=_positive, default=None, help="test samples run on Lava (default all)")
     p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--encoding", default="rate", choices=ENCODINGS, help="input encoding run beside direct")
     return parser
 
 
@@ -252,7 +265,7 @@ def cmd_convert(args) -> int:
     model, _ = load_model(args.checkpoint, args.model)
     ds = _dataset(args)
     calib = ds.train_x if args.calib_samples is None else ds.train_x[:args.calib_samples]
-    graph = api.convert(model, calib, method=args.method, T=args.T, source=str(args.checkpoint),
+    graph = api.convert(model, calib, method=args.method, T=args.T, source=str(args.checkpoint), encoding=args.encoding,
                         progress=not args.quiet, **_given(percentile=args.percentile, granularity=args.granularity,
                                                           reset=args.reset))
     path = api.save(graph, args.out)
@@ -275,7 +288,8 @@ def cmd_simulate(args) -> int:
     y = checks.labels_for(y, len(x), checks.graph_output_size(graph))
     rows = []
     for T in args.T:
-        run = api.simulate(graph, x, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T)
+        run = api.simulate(graph, x, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T,
+                           encoding=args.encoding, seed=args.seed)
         rows.append({"backend": run.backend, "T": T, "accuracy": run.accuracy(y), "spikes_per_sample": run.spikes_per_sample,
                      "samples": len(x), "seconds": run.seconds, "approximate": run.approximate})
         print(f"{run.backend} T={T}: accuracy {100 * rows[-1]['accuracy']:.2f}% on {len(x)} samples, "
@@ -289,7 +303,7 @@ def cmd_energy(args) -> int:
     graph = api.load(args.model_nir)
     _, x, _ = _test_data(args)
     report = api.energy(graph, x, target=args.target, T=args.T, data_movement=args.data_movement,
-                        memory_level=args.memory_level)
+                        memory_level=args.memory_level, encoding=args.encoding, seed=args.seed)
     print(report.to_markdown())
     if args.plot:
         from pipeline.io.render import energy_plot
@@ -319,7 +333,8 @@ def cmd_sweep(args) -> int:
         ann = ann.cpu().eval()
     cfg = SweepConfig(out=Path(args.out), methods=methods,
                       T_values=tuple(args.T), method_epochs=args.method_epochs, seed=args.seed, device=args.device,
-                      progress=not args.quiet, limit=args.limit, targets=_targets(args.targets))
+                      progress=not args.quiet, limit=args.limit, targets=_targets(args.targets),
+                      encoding=args.encoding)
     run_sweep(ann, ds, cfg)
     print(f"wrote {cfg.out / 'report.md'}, {cfg.out / 'results.json'}, {cfg.out / 'accuracy_vs_T.png'}")
     return 0
@@ -351,7 +366,8 @@ def cmd_parity(args) -> int:
     _, x, y = _test_data(args)
     tol = Tolerances(agreement=args.agreement, layer_rel=args.layer_tolerance, output_rel=args.output_tolerance)
     result = api.parity(graph, x, y, backends=[n.strip() for n in args.backends.split(",") if n.strip()], T=args.T,
-                        approximate=args.approximate, tolerances=tol, progress=not args.quiet)
+                        approximate=args.approximate, tolerances=tol, progress=not args.quiet, encoding=args.encoding,
+                        seed=args.seed)
     result["model"] = str(args.model_nir)
     print(table(result))
     paths = write_outputs(result, Path(args.out))
@@ -389,7 +405,8 @@ def cmd_train_snn(args) -> int:
 def cmd_demo(args) -> int:
     from pipeline.reports.demo import DemoConfig, run_demo
     run_demo(DemoConfig(out=Path(args.out), method=args.method, epochs=args.epochs, lava_samples=args.lava_samples,
-                        seed=args.seed, device=checks.device(args.device), progress=not args.quiet))
+                        seed=args.seed, device=checks.device(args.device), progress=not args.quiet,
+                        encoding=args.encoding))
     return 0
 
 
@@ -408,7 +425,8 @@ def cmd_quantize(args) -> int:
 def cmd_deploy(args) -> int:
     graph = api.load(args.model_nir)
     ds, x, y = _test_data(args)
-    bundle = api.deploy(graph, ds.train_x, x, y, args.out, target=args.target, T=args.T, progress=not args.quiet)
+    bundle = api.deploy(graph, ds.train_x, x, y, args.out, target=args.target, T=args.T, progress=not args.quiet,
+                        encoding=args.encoding, seed=args.seed)
     for row in bundle.accuracy:
         print(f"{row['weights']}: accuracy {100 * row['accuracy']:.2f}% on {len(x)} samples, T={args.T}")
     print("wrote " + ", ".join(str(p) for p in bundle.files.values()))

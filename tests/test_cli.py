@@ -25,6 +25,17 @@ def test_train_convert_simulate_energy(tmp_path, capsys):
     assert main(["energy", str(model_nir), "--T", "8", "--limit", "20", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "reference T=16: accuracy" in out and "cmos45nm" in out
+    rate_json = tmp_path / "rate.json"
+    assert main(["simulate", str(model_nir), "--T", "16", "--limit", "50", "--encoding", "rate", "--seed", "3",
+                 "--json", str(rate_json), "--quiet"]) == 0
+    from pipeline import api
+    from pipeline.data.datasets import load_dataset
+    test = load_dataset("digits", seed=3)
+    expected = api.simulate(model_nir, test.test_x[:50], 16, encoding="rate", seed=3).accuracy(test.test_y[:50])
+    assert json.loads(rate_json.read_text())["runs"][0]["accuracy"] == expected
+    assert main(["energy", str(model_nir), "--T", "8", "--limit", "20", "--encoding", "rate", "--quiet"]) == 0
+    assert "input encoding `rate`" in capsys.readouterr().out
+    rate_json.unlink()
     assert main(["convert", "--checkpoint", str(ckpt), "--method", "maxnorm", "--reset", "zero", "--out",
                  str(tmp_path / "z.nir"), "--quiet"]) == 0
     nodes = nir.read(tmp_path / "z.nir").nodes.values()

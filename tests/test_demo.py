@@ -18,9 +18,15 @@ def test_demo_meets_the_foundation_bars(tmp_path):
     res = json.loads((out / "results.json").read_text())
     ann = res["ann"]["accuracy"]
     assert ann >= 0.97
-    ref = {r["T"]: r for r in res["runs"] if r["backend"] == "reference"}
+    ref = {r["T"]: r for r in res["runs"] if r["backend"] == "reference" and r["encoding"] == "direct"}
     assert sorted(ref) == [4, 8, 16, 32, 64]
     assert ref[32]["accuracy"] >= ann - 0.01
+    rate = {r["T"]: r for r in res["runs"] if r["backend"] == "reference" and r["encoding"] == "rate"}
+    assert sorted(rate) == [4, 8, 16, 32, 64] and rate[64]["accuracy"] > rate[4]["accuracy"]
+    by_enc = res["energy_by_encoding"]
+    assert by_enc["direct"]["encoding"] == "direct" and by_enc["rate"]["encoding"] == "rate"
+    first = {e: by_enc[e]["layers"][0] for e in by_enc}
+    assert first["direct"]["snn_macs"] > 0 and first["rate"]["snn_macs"] == 0 and first["rate"]["snn_acs"] > 0
     (lava,) = [r for r in res["runs"] if r["backend"] == "lava"]
     assert lava["T"] == 32 and lava["samples"] == 360 and lava["agreement"] >= 0.99
     energy = res["energy"]

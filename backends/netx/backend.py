@@ -1,7 +1,8 @@
 """The netx backend: runs a NIR graph (exported with `export_netx`) or a netx HDF5 file through lava-dl's
 `lava.lib.dl.netx.hdf5.Network` on Lava's bit-accurate fixed-point CPU models.
 
-Samples stream back to back; netx's own per-layer reset (`reset_interval=T`, staggered one step per layer
+Samples stream back to back, each step's input (held for T steps, or step t of a time-varying input) sent as
+graded spikes from a RingBuffer source into netx's input; netx's own per-layer reset (`reset_interval=T`, staggered one step per layer
 to follow the one-step synaptic delay) gives every layer exactly T synchronous steps per sample.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import backends.lava  # noqa: F401  (spikeport's Python 3.11 and start-method fixes, before any lava import)
+from backends import inputs as feed
 from backends.lava.backend import forgotten_afterwards
 from backends.netx.layout import STATE_SHIFT, file_info, never_fires, read_int, read_str
 from backends.netx.writer import plan, write
@@ -44,9 +46,10 @@ def input_scale(inputs: np.ndarray) -> tuple[float, bool]:
     return float(2 ** np.floor(np.log2((2 ** (INPUT_BITS - 1) - 1) / peak))), False
 
 
-def _lava_layout(x: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) torch layout to Lava's (N, W, H, C); 1-D samples unchanged."""
-    return x.transpose(0, 3, 2, 1) if x.ndim == 4 else x
+def _lava_layout(x: np.ndarray, varying: bool = False) -> np.ndarray:
+    """(N, [T,] C, H, W) torch layout to Lava's (N, [T,] W, H, C); 1-D samples unchanged."""
+    lead = 1 + varying
+    return x.transpose(*range(lead), lead + 2, lead + 1, lead) if x.ndim == lead + 3 else x
 
 
 def layer_names(path) -> tuple[list[str], list[int], float]:
@@ -70,22 +73,23 @@ def layer_names(path) -> tuple[list[str], list[int], float]:
     return names, sizes, float(info.get("output_scale", 1.0))
 
 
-def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress: bool = False) -> RunResult:
+def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress: bool = False,
+             varying: bool = False) -> RunResult:
     """Run the netx HDF5 network `path` on integer `inputs` (N, *input shape, torch layout), each held for
-    T steps; outputs are the readout's final potential (a never-firing last layer, in weight units divided
+    T steps, or with `varying` on (N, T, *input shape), step t of a sample sent at its step t; outputs are the readout's final potential (a never-firing last layer, in weight units divided
     by the file's output scale) or else the last layer's spike counts. A file without an input layer
     (slayer's export) gets its input shape from `inputs`."""
     names, sizes, out_scale = layer_names(path)
-    x = _lava_layout(np.asarray(inputs))
+    x = _lava_layout(np.asarray(inputs), varying)
     if not np.array_equal(x, np.round(x)):
         raise ValueError("netx inputs must be integers (graded spikes); scale them first (see input_scale)")
-    per_step = x[0].size * 8
+    per_step = x[0].size * 8 // (T if varying else 1)
     start = time.perf_counter()
     parts = []
     with tqdm(total=len(x), desc=f"netx T={T}", unit="sample", disable=not progress, leave=False) as bar:
         chunk = max(1, min(len(x), MEMORY_BUDGET // ((per_step + 8 * sum(sizes)) * (T + len(sizes)))))
         for lo in range(0, len(x), chunk):
-            parts.append(_run_chunk(path, x[lo:lo + chunk], int(T), record))
+            parts.append(_run_chunk(path, x[lo:lo + chunk], int(T), record, varying))
             bar.update(len(x[lo:lo + chunk]))
     readout = parts[0]["readout"]
     spiking = names[:-1] if readout else names
@@ -104,18 +108,23 @@ def run_file(path, inputs: np.ndarray, T: int, *, record: bool = False, progress
     )
 
 
-def _run_chunk(path, x: np.ndarray, T: int, record: bool) -> dict:
-    """One compiled netx network for the samples `x` (Lava layout); Lava is stopped whatever happens."""
+def _run_chunk(path, x: np.ndarray, T: int, record: bool, varying: bool) -> dict:
+    """One compiled netx network for the samples `x` (Lava layout, time-varying: (n, T, ...)); Lava is stopped
+    whatever happens."""
     n = len(x)
     with forgotten_afterwards():
         net = Network(net_config=str(path), input_message_bits=INPUT_BITS, reset_interval=T, reset_offset=1,
-                      input_shape=tuple(x.shape[1:]))
+                      input_shape=tuple(x.shape[1 + varying:]))
         # Layer j (0-based) integrates at Lava step t what layer j-1 (the source for j = 0) sent at t-1, and
         # netx resets it at steps t = 2 + j (mod T): it sees step k of sample m at t = mT + 2 + j + k.
         L = len(net.layers)
         steps = n * T + L
         data = np.zeros(tuple(net.inp.shape) + (steps,), np.int32)
-        data[..., :n * T] = np.repeat(np.moveaxis(x, 0, -1), T, axis=-1)   # sample m at columns mT .. mT+T-1
+        # sample m at columns mT .. mT+T-1
+        if varying:
+            data[..., :n * T] = np.moveaxis(x.reshape(n * T, *x.shape[2:]), 0, -1)
+        else:
+            data[..., :n * T] = np.repeat(np.moveaxis(x, 0, -1), T, axis=-1)
         source = Source(data=data)
         source.s_out.connect(net.inp)
         last = net.layers[-1]
@@ -173,9 +182,10 @@ class NetxBackend:
             progress: bool = False) -> RunResult:
         if int(T) < 1:
             raise ValueError(f"T must be at least 1, got {T}")
-        x = np.asarray(inputs, np.float64)
+        x = np.asarray(feed.compact(inputs).to_dense().numpy(), np.float64)
         q, exact = input_scale(x)
         p = plan(graph, q)
+        varying = feed.time_varying(x.shape, p.input_shape, int(T))
         gaps = list(p.approximations)
         if not exact:
             gaps.append(f"inputs rounded to integers after scaling by {q:g} (netx inputs are graded integer spikes)")
@@ -186,6 +196,6 @@ class NetxBackend:
         with tempfile.TemporaryDirectory(prefix="spikeport-netx-") as tmp:
             path = Path(tmp) / "net.h5"
             write(p, path)
-            result = run_file(path, np.round(x * q), int(T), record=record, progress=progress)
+            result = run_file(path, np.round(x * q), int(T), record=record, progress=progress, varying=varying)
         result.approximate, result.ignored = bool(gaps), gaps
         return result

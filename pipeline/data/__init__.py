@@ -1,4 +1,5 @@
-"""Data and models: the data sets spikeport reads or fetches (`datasets`) and the model zoo (`zoo`).
+"""Data and models: the data sets spikeport reads or fetches (`datasets`), the model zoo (`zoo`), and the input
+encodings that turn images into what a spiking network receives per step (`encoding`).
 
-Nothing here knows about spikes; every stage after it starts from a `Dataset` and a torch model.
+Every stage after it starts from a `Dataset` (and, for spike input, its encoded form) and a torch model.
 """

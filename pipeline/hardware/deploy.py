@@ -53,9 +53,10 @@ def accuracy_sweep(graph: nir.NIRGraph, hw: HwConfig, calib_x, x, y, T: int, bit
 
 
 def deploy(graph: nir.NIRGraph, target: HwConfig | str, out: str | Path, calib_x, x, y, T: int = 32,
-           progress: bool = False) -> Bundle:
+           progress: bool = False, encoding: str = "direct") -> Bundle:
     """Quantize `graph` for `target` at its full weight width, map it to cores, measure accuracy on (x, y) at
-    each width of SWEEP_BITS and energy where the target publishes per-operation energies; write the bundle."""
+    each width of SWEEP_BITS and energy where the target publishes per-operation energies; write the bundle.
+    `x` (and `calib_x`) are direct or time-varying inputs as `encoding` delivers them."""
     hw = target if isinstance(target, HwConfig) else load_hwconfig(target)
     out = Path(out)
     full = hw.fixed_point_formats()["weight_bits"]
@@ -65,23 +66,23 @@ def deploy(graph: nir.NIRGraph, target: HwConfig | str, out: str | Path, calib_x
     q = quantized[full]
     files = {"graph": write_nir(out / "model.q.nir", q.graph),
              "resources": write_json(out / "resources.json", resources.to_dict())}
-    energy = _energy(q, hw, x, T)
+    energy = _energy(q, hw, x, T, encoding)
     netx = _netx(q.graph, out)
     if "path" in netx:
         files["netx"] = Path(netx["path"])
-    report = {"target": hw.name, "T": T, "samples": len(x), "accuracy": rows, "layers": q.layers,
+    report = {"target": hw.name, "T": T, "encoding": encoding, "samples": len(x), "accuracy": rows, "layers": q.layers,
               "resources": resources.to_dict(), "energy": energy, "netx": netx}
     files["report_json"] = write_json(out / "report.json", report)
     files["report"] = write_text(out / "report.md", _markdown(report, resources.to_markdown()))
     return Bundle(out, files, rows, report)
 
 
-def _energy(q: Quantized, hw: HwConfig, x, T: int) -> dict:
+def _energy(q: Quantized, hw: HwConfig, x, T: int, encoding: str) -> dict:
     if hw.energy is None:
         return {"note": f"{hw.name} publishes no per-operation energies ({hw.path.name}); no estimate is made"}
     from pipeline.hardware.energy import energy_report
     run = backends.get("reference").run(q.graph, x, T, fixed_point=True)
-    report = energy_report(q.graph, run, hw, T)
+    report = energy_report(q.graph, run, hw, T, encoding=encoding)
     return {"snn_joules_per_inference": report.snn_joules_per_inference, "markdown": report.to_markdown()}
 
 

@@ -1,6 +1,7 @@
 """Energy per inference, ANN against SNN: exact operation counts times a hwconfig's per-operation energies.
 
-ANN counts come from the NIR graph (DNISNM Eq. 24, SNN2ANN Eq. 22); SNN counts from a run's `input_events`.
+ANN counts come from the NIR graph (DNISNM Eq. 24, SNN2ANN Eq. 22); SNN counts from a run's `input_events`, the
+input's own events included when the input is spikes (an `encoding` other than direct).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from backends.graph import WEIGHTED_TYPES as WEIGHTED, GraphView, analyse
-from backends.nirext import NEURON_TYPES, SPIKING_TYPES
+from backends.nirext import ENCODINGS, NEURON_TYPES, SPIKING_TYPES
 from backends.result import RunResult
 from pipeline.hardware.hwconfig import HwConfig, HwConfigError, load_hwconfig
 
@@ -28,6 +29,7 @@ MEMORY_LEVELS = {
     "cache_8kb": "cache_8kb_read_pj", "cache_32kb": "cache_32kb_read_pj", "cache_1mb": "cache_1mb_read_pj",
     "dram_min": "dram_access_min_pj", "dram_max": "dram_access_max_pj",
 }
+ANALOG_ENCODING = "direct"   # every other encoding feeds the first layer spikes (events), priced as ACs
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class EnergyReport:
     assumptions: tuple[str, ...]
     memory_level: str | None = None
     movement_by_level: dict | None = None
+    encoding: str = ANALOG_ENCODING
 
     @property
     def data_movement(self) -> bool:
@@ -140,6 +143,7 @@ class EnergyReport:
         return {
             "hwconfig": self.hwconfig,
             "T": self.T,
+            "encoding": self.encoding,
             "ann_joules_per_inference": self.ann_joules_per_inference,
             "snn_joules_per_inference": self.snn_joules_per_inference,
             "ratio": self.ratio,
@@ -156,7 +160,7 @@ class EnergyReport:
 
     def to_markdown(self) -> str:
         """A table with one row per counted node and a total row, the totals in words, the assumptions."""
-        steps = f", T = {self.T}" if self.T is not None else ""
+        steps = f", T = {self.T}, input encoding `{self.encoding}`" if self.T is not None else ""
         move = self.data_movement
         head = ["layer", "kind", "ANN MACs", "adds (not charged)", "SNN MACs", "SNN ACs", "SNN neuron updates",
                 "ANN compute", "SNN compute"]
@@ -253,9 +257,12 @@ def _pool_adds(node: nir.NIRNode, in_shape: tuple[int, ...]) -> int:
     return int(F.avg_pool2d(ones, divisor_override=1, **kw).sum())
 
 
-def _analog_nodes(view: GraphView) -> set[str]:
-    """Nodes whose output is analog: the Input and every node reached from it without a spiking neuron."""
+def _analog_nodes(view: GraphView, spike_input: bool = False) -> set[str]:
+    """Nodes whose output is analog: the Input (unless it delivers spikes) and every node reached from it
+    without a spiking neuron."""
     analog: set[str] = set()
+    if spike_input:
+        return analog
     for n in view.order:
         reached = any(p in analog for p in view.preds[n])
         if n == view.input or (reached and not isinstance(view.node(n), SPIKING_TYPES)):
@@ -263,14 +270,15 @@ def _analog_nodes(view: GraphView) -> set[str]:
     return analog
 
 
-def layer_ops(graph: nir.NIRGraph) -> list[LayerOps]:
-    """ANN counts of every node that has any, in execution order.
+def layer_ops(graph: nir.NIRGraph, spike_input: bool = False) -> list[LayerOps]:
+    """ANN counts of every node that has any, in execution order (`analog_input` as the input is analog, or
+    spikes with `spike_input`).
 
     MACs of weighted nodes; additions of pooling windows and of residual fan-in (k inputs add k-1 tensors);
     the number of neuron states of neuron nodes.
     """
     view = analyse(graph)
-    analog = _analog_nodes(view)
+    analog = _analog_nodes(view, spike_input)
     rows = []
     for name in view.order:
         node, preds = view.node(name), view.preds[name]
@@ -354,7 +362,7 @@ def ann_energy(graph: nir.NIRGraph, hw: HwConfig | str | Path, data_movement: bo
 
 def energy_report(graph: nir.NIRGraph, run: RunResult, hw: HwConfig | str | Path,
                   T: int | None = None, data_movement: bool = False,
-                  memory_level: str = "cache_8kb") -> EnergyReport:
+                  memory_level: str = "cache_8kb", encoding: str = ANALOG_ENCODING) -> EnergyReport:
     """ANN versus SNN energy per inference, per layer (DNISNM Eq. 26, SNN2ANN Eq. 23).
 
     ANN: MAC energy x sum_l OP_ANN^l. SNN: a layer with analog input pays its ANN MACs at every step
@@ -366,15 +374,18 @@ def energy_report(graph: nir.NIRGraph, run: RunResult, hw: HwConfig | str | Path
     `energy.neuron_update_pj` (not charged when the target has none).
     With `data_movement`, the Joint A-SNN Sec. 5.4 activation / membrane-potential / spike traffic is added
     in separate columns, priced per access at `memory_level` of the hwconfig's [memory] table.
-    `T` defaults to `run.T` and must equal it.
+    `T` defaults to `run.T` and must equal it. `encoding` is the input encoding `run` was fed with: under any
+    but `direct` the input is spikes, and the layers it feeds pay ACs per recorded input event like the others.
     """
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     hw = _energy_of(hw)
     T = _steps(run, T)
     access = _access(hw, memory_level) if data_movement else None
     mac, ac = hw.energy.mac_pj * PJ, hw.energy.ac_pj * PJ
     update = (hw.energy.neuron_update_pj or 0.0) * PJ
     rows = []
-    for o in layer_ops(graph):
+    for o in layer_ops(graph, spike_input=encoding != ANALOG_ENCODING):
         node = graph.nodes[o.name]
         snn_macs, snn_acs = _snn_ops(node, o, run, T)
         updates = float(o.neurons * T)
@@ -393,8 +404,8 @@ def energy_report(graph: nir.NIRGraph, run: RunResult, hw: HwConfig | str | Path
     if access:
         by_level = _movement_by_level(hw, sum(r.ann_movement_bits for r in rows),
                                       sum(r.snn_movement_bits for r in rows))
-    return EnergyReport(hw.name, T, tuple(rows), tuple(_assumptions(hw, T, access, memory_level)),
-                        memory_level if access else None, by_level)
+    return EnergyReport(hw.name, T, tuple(rows), tuple(_assumptions(hw, T, access, memory_level, encoding)),
+                        memory_level if access else None, by_level, encoding)
 
 
 def _steps(run: RunResult, T: int | None) -> int:
@@ -430,7 +441,7 @@ def _snn_ops(node: nir.NIRNode, ops: LayerOps, run: RunResult, T: int) -> tuple[
 
 
 def _assumptions(hw: HwConfig, T: int | None, access: tuple[int, float] | None = None,
-                 memory_level: str | None = None) -> list[str]:
+                 memory_level: str | None = None, encoding: str = ANALOG_ENCODING) -> list[str]:
     """The conventions behind the numbers, as plain sentences for reports (docs/energy.md has the sources)."""
     e = hw.energy
     update = (f"neuron update {e.neuron_update_pj:g} pJ" if e.neuron_update_pj is not None
@@ -452,7 +463,11 @@ def _assumptions(hw: HwConfig, T: int | None, access: tuple[int, float] | None =
             "T steps) x (number of synapses the element drives, exact at borders and with stride); "
             "the spike rate enters once.",
             f"Layers whose input is analog (the first layer under direct input encoding) pay their ANN MACs "
-            f"at every step: T x MACs, T = {T} (the MAC-priced first-layer term of DNISNM Eq. 26).",
+            f"at every step: T x MACs, T = {T} (the MAC-priced first-layer term of DNISNM Eq. 26)."
+            if encoding == ANALOG_ENCODING else
+            f"Input encoding `{encoding}`: the input is spikes (events), so the layers it feeds pay one AC per "
+            "recorded input event per synapse, like every other layer fed by spikes (no MACs); a graded event "
+            "(an event count above 1 in one step) is one graded spike.",
             "A non-zero input counts as one AC per synapse whatever its value (signed spikes, threshold-scaled "
             "spikes, pooled spike sums): its amplitude is taken as folded into the weights.",
         ]

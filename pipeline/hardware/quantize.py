@@ -19,6 +19,7 @@ from pipeline.errors import SpikeportError
 from pipeline.hardware.hwconfig import HwConfig, load_hwconfig
 
 HEADROOM_BITS = 3   # the largest threshold maps to 2^(state_bits - 1 - 6 - 3): v holds 8 thresholds before saturating
+CALIBRATION_T = 32  # steps of the float calibration run that sets an integrator output's range
 
 
 class QuantizeError(SpikeportError):
@@ -182,8 +183,9 @@ class _Quantizer:
         self.units[name], self.tops[name] = unit, int(np.abs(payload).max())
 
 
-def output_peak(graph: nir.NIRGraph, calib_x, calib_T: int = 32, calib_samples: int = 256) -> float:
-    """Largest |output| of a float run of the first `calib_samples` of `calib_x` for `calib_T` steps."""
+def output_peak(graph: nir.NIRGraph, calib_x, calib_T: int = CALIBRATION_T, calib_samples: int = 256) -> float:
+    """Largest |output| of a float run of the first `calib_samples` of `calib_x` (direct, or time-varying with
+    `calib_T` steps) for `calib_T` steps."""
     x = np.asarray(calib_x, np.float64)[:calib_samples]
     return float(np.abs(backends.get("reference").run(graph, x, int(calib_T)).outputs).max())
 

@@ -2,7 +2,8 @@
 spikes and energy per inference on each target, and the accuracy-energy Pareto front, as report.md, JSON, plots.
 
 Each method prepares its own model (some fine-tune the ANN their way), converts it (once, or per T for
-methods whose graph depends on T), and runs the reference simulator on the test split.
+methods whose graph depends on T), and runs the reference simulator on the test split, encoded as
+`SweepConfig.encoding` says (pipeline/data/encoding.py; calibration sees what that encoding delivers).
 """
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 import backends
+from backends.nirext import with_encoding
+from pipeline.data import encoding as enc
 from pipeline.io.atomic import write_json, write_nir, write_text
 from pipeline.conversion.calibrate import GRANULARITIES
 from pipeline.conversion.registry import BALANCED_RESETS, check_reset, convert, get_method, prepare
@@ -38,6 +43,7 @@ class SweepConfig:
     progress: bool = True
     limit: int | None = None
     targets: tuple[str, ...] = ("cmos45nm", "loihi")  # energy per (method, T) on each; the first prices the .nir
+    encoding: str = "direct"
 
 
 @dataclass
@@ -73,6 +79,15 @@ def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
     x, y = dataset.test_x[:n].numpy(), dataset.test_y[:n].numpy()
     ann_correct = predict(ann, dataset.test_x[:n]) == y
     ann_acc = float(ann_correct.mean())
+    encoding = enc.check(cfg.encoding)
+    shape = enc.input_shape(encoding, dataset.input_shape)
+
+    def converted(v: Variant, model, **options):
+        calib = torch.from_numpy(enc.calibration_input(dataset.train_x.numpy(), encoding, options.get("T") or 32))
+        g = convert(model, shape, calib, method=v.method, **v.options, **options)
+        g.metadata = with_encoding(g.metadata, encoding)
+        return g
+
     reference = backends.get("reference")
     rows, models, energy, correct = [], {}, {}, {}
     hws = [load_hwconfig(t) for t in cfg.targets]
@@ -85,17 +100,15 @@ def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
                         progress=cfg.progress)
         models[v.label] = {"ann_accuracy": evaluate(model, dataset.test_x[:n], dataset.test_y[:n]),
                            "prepare_seconds": time.perf_counter() - t0}
-        graph = None if method.t_dependent else convert(model, dataset.input_shape, dataset.train_x, method=v.method,
-                                                        **v.options)
+        graph = None if method.t_dependent else converted(v, model)
         for T in cfg.T_values:
-            g = convert(model, dataset.input_shape, dataset.train_x, method=v.method, T=T, **v.options) \
-                if method.t_dependent else graph
-            run = reference.run(g, x, T, device=cfg.device)
+            g = converted(v, model, T=T) if method.t_dependent else graph
+            run = reference.run(g, enc.encode(x, encoding, T, cfg.seed), T, device=cfg.device)
             correct[v.label, T] = run.predictions == y
-            reports = {hw.name: energy_report(g, run, hw, T) for hw in hws}
+            reports = {hw.name: energy_report(g, run, hw, T, encoding=encoding) for hw in hws}
             ann_energy.update({name: r.ann_joules_per_inference for name, r in reports.items()})
             hits = int(correct[v.label, T].sum())
-            rows.append({"label": v.label, "method": v.method, "backend": "reference", "T": T,
+            rows.append({"label": v.label, "method": v.method, "backend": "reference", "encoding": encoding, "T": T,
                          "accuracy": hits / n, "ci95": list(wilson_interval(hits, n)),
                          "spikes_per_sample": run.spikes_per_sample, "seconds": run.seconds,
                          "energy": {name: r.snn_joules_per_inference for name, r in reports.items()}})
@@ -106,7 +119,7 @@ def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
                 energy[v.label] = reports[hws[0].name].to_dict()
     results = {"ann": {"accuracy": ann_acc, "ci95": list(wilson_interval(int(ann_correct.sum()), n)),
                        "energy": ann_energy},
-               "samples": n, "methods": models, "runs": rows,
+               "samples": n, "encoding": encoding, "methods": models, "runs": rows,
                "energy": {"hwconfig": hws[0].name, "T": nir_T, "per_method": energy},
                "significance": significance(rows, correct, ann_correct, cfg.T_values),
                "pareto": {hw.name: tradeoff(rows, hw.name, ann_acc, ann_energy[hw.name]) for hw in hws},
@@ -163,7 +176,8 @@ def sweep_markdown(results: dict) -> str:
     cols = [("method", "method"), ("ann", "its ANN")] + [(str(T), f"T={T}") for T in Ts]
     return "\n\n".join([
         "# Sweep: accuracy per method per time-step budget",
-        f"Test samples: {results['samples']}; original ANN accuracy {100 * results['ann']['accuracy']:.2f}%. "
+        f"Test samples: {results['samples']}, input encoding `{results.get('encoding', 'direct')}`; original ANN "
+        f"accuracy {100 * results['ann']['accuracy']:.2f}%. "
         "'its ANN' is the accuracy of the model each method converts (methods that fine-tune change it).",
         "## Accuracy (%)", markdown_table(acc_rows, cols),
         "## Spikes per sample", markdown_table(spk_rows, [c for c in cols if c[0] != "ann"]),
