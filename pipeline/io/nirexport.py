@@ -24,16 +24,20 @@ SNNTORCH_DT = 1e-4       # snnTorch's import reads LIF(tau, r) as Leaky(beta = 1
 SNNTORCH_IF_TAU = 1e4    # 1 - 1e-4 / 1e4 is 1.0 in float32: a Leaky that does not leak
 
 
+def _if_nodes(view):
+    """(name, node, semantics) of every IF node, in graph order."""
+    for name in view.order:
+        node = view.node(name)
+        if isinstance(node, nir.IF):
+            yield name, node, neuron_semantics(name, node)
+
+
 def _snntorch_gaps(view) -> list[str]:
     """What snnTorch 1.0.0's import_from_nir cannot run as spikeport does. It reads IF as Leaky(beta=0.9) (a
     leak), so IF is written as LIF(tau = 1e4, r = tau / 1e-4), read as Leaky(beta = 1.0 in float32,
     reset_mechanism="zero", reset_delay=False): v += x, fire on v > θ, v = 0, spikeport's reset to zero."""
     out = []
-    for name in view.order:
-        node = view.node(name)
-        if not isinstance(node, nir.IF):
-            continue
-        sem = neuron_semantics(name, node)
+    for name, node, sem in _if_nodes(view):
         if sem.reset != "zero":
             out.append(f"node {name!r} (IF): reset {sem.reset!r} — snnTorch's import resets to zero")
         if not np.allclose(node.v_reset, 0) or not np.allclose(node.r, 1):
@@ -56,11 +60,7 @@ def _sinabs_gaps(view) -> list[str]:
     """What sinabs 3.1.3's from_nir runs differently: IF becomes IAFSqueeze(spike_threshold=θ,
     min_v_mem=-θ) with MembraneSubtract and MultiSpike (sinabs/nir.py)."""
     out = []
-    for name in view.order:
-        node = view.node(name)
-        if not isinstance(node, nir.IF):
-            continue
-        sem = neuron_semantics(name, node)
+    for name, node, sem in _if_nodes(view):
         if sem.reset != "subtract":
             out.append(f"node {name!r} (IF): reset {sem.reset!r} — sinabs' IAF resets by subtraction")
         if not np.allclose(node.r, 1):
