@@ -384,12 +384,37 @@ COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate
             "parity": cmd_parity, "train-snn": cmd_train_snn}
 
 
+SET_OUTPUTS = {"sweep": "pipeline.reports.sweep", "deploy": "pipeline.hardware.deploy",
+               "parity": "pipeline.reports.parity", "demo": "pipeline.reports.demo"}
+
+
+def _inputs(args) -> list[str]:
+    """The files a command reads (no output may replace them); --state is read and rewritten by the command."""
+    paths = [getattr(args, name, None) for name in ("model_nir", "checkpoint", "data_root")]
+    target = getattr(args, "target", None)
+    return [p for p in paths if p] + ([target] if target and Path(target).exists() else [])
+
+
+def _check_outputs(args) -> None:
+    """Refuse, before any work, outputs that would replace an input, a device or a foreign folder."""
+    from importlib import import_module
+
+    from pipeline.io.atomic import check_outputs
+    files = {f"--{name}": getattr(args, name, None) for name in ("json", "plot", "state")}
+    if args.command in SET_OUTPUTS:
+        check_outputs(files, ("--out", args.out, import_module(SET_OUTPUTS[args.command]).OUTPUTS))
+    else:
+        check_outputs({"--out": getattr(args, "out", None), **files})
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.io.atomic import protect
     args = build_parser().parse_args(argv)
     try:
-        if args.command != "demo":
-            checks.device(args.device)
-        return COMMANDS[args.command](args)
+        checks.device(args.device)
+        with protect(_inputs(args)):
+            _check_outputs(args)
+            return COMMANDS[args.command](args)
     except USER_ERRORS as err:
         if args.debug:
             raise
