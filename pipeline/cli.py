@@ -58,6 +58,13 @@ def _number(value: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value!r}") from None
 
 
+def _percentile(value: str) -> float:
+    try:
+        return checks.percentile(value)
+    except SpikeportError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 100], got {value!r}") from None
+
+
 def _choices(names) -> str:
     return ", ".join(names)
 
@@ -76,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     common.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--max-memory", type=_number, default=None, metavar="GB",
+                        help="refuse runs estimated to need more memory than this (default: the memory available)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", parents=[common], help="train an ANN from the model zoo and write a checkpoint")
@@ -92,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint from `spikeport train`, or a state_dict with --model")
     p.add_argument("--model", default=None, help="package.module:factory building your own torch model")
     p.add_argument("--method", default="robustnorm", choices=method_names())
-    p.add_argument("--percentile", type=float, default=None, help="percentile for robustnorm (default 99.9)")
+    p.add_argument("--percentile", type=_percentile, default=None, help="percentile for robustnorm (default 99.9)")
     p.add_argument("--granularity", default=None, choices=["layer", "channel", "neuron"],
                    help="one threshold scale per layer (maxnorm, robustnorm default), channel or neuron "
                    "(dnisnm default)")
@@ -176,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="snn2ann", choices=trainer_names())
     p.add_argument("--model", default="digits-cnn", choices=MODEL_NAMES, help="architecture (a chain model)")
     p.add_argument("--T", type=_positive, default=4, help="time steps")
+    p.add_argument("--max-T", type=_positive, default=checks.DEFAULT_MAX_T, help="refuse T above this")
     p.add_argument("--epochs", type=_positive, default=20)
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--lr", type=_number, default=None, help="learning rate (default: the method's)")
@@ -204,14 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dataset(args):
     from pipeline.data.datasets import load_dataset
-    return load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    checks.dataset_samples(ds)
+    return ds
 
 
-def _test_data(args):
+def _test_data(args, graph):
     ds = _dataset(args)
+    checks.graph_for_dataset(graph, ds)
     n = len(ds.test_x) if args.limit is None else min(args.limit, len(ds.test_x))
-    if n == 0:
-        raise SpikeportError(f"data set {args.dataset} has no test samples")
     return ds, ds.test_x[:n].numpy(), ds.test_y[:n].numpy()
 
 
@@ -230,7 +241,8 @@ def cmd_train(args) -> int:
     except ValueError as err:
         raise SpikeportError(f"{args.model} on {args.dataset}: {err}") from None
     history = api.train(model, ds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                        device=args.device, progress=not args.quiet, state_path=args.state)
+                        device=args.device, progress=not args.quiet, state_path=args.state,
+                        max_memory_gb=args.max_memory)
     path = save_checkpoint(args.out, model.cpu(), model_name=args.model, input_shape=ds.input_shape,
                            num_classes=ds.num_classes, extra={"history": history.epochs, "seed": args.seed,
                                                               "dataset": args.dataset})
@@ -240,8 +252,8 @@ def cmd_train(args) -> int:
 
 def cmd_convert(args) -> int:
     from pipeline.io.checkpoints import load_model
-    model, _ = load_model(args.checkpoint, args.model)
     ds = _dataset(args)
+    model, _ = load_model(args.checkpoint, args.model, input_shape=ds.input_shape)
     calib = ds.train_x if args.calib_samples is None else ds.train_x[:args.calib_samples]
     graph = api.convert(model, calib, method=args.method, T=args.T, source=str(args.checkpoint),
                         progress=not args.quiet, **_given(percentile=args.percentile, granularity=args.granularity,
@@ -255,8 +267,7 @@ def cmd_simulate(args) -> int:
     from pipeline.io.atomic import write_json
     from pipeline.io.provenance import provenance
     graph = api.load(args.model_nir)
-    _, x, y = _test_data(args)
-    y = checks.labels_for(y, len(x), checks.graph_output_size(graph))
+    _, x, y = _test_data(args, graph)
     rows = []
     for T in args.T:
         run = api.simulate(graph, x, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T)
@@ -271,7 +282,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_energy(args) -> int:
     graph = api.load(args.model_nir)
-    _, x, _ = _test_data(args)
+    _, x, _ = _test_data(args, graph)
     report = api.energy(graph, x, target=args.target, T=args.T, data_movement=args.data_movement,
                         memory_level=args.memory_level)
     print(report.to_markdown())
@@ -296,7 +307,7 @@ def cmd_sweep(args) -> int:
     ds = _dataset(args)
     seed_everything(args.seed)
     if args.checkpoint:
-        ann, _ = load_model(args.checkpoint)
+        ann, _ = load_model(args.checkpoint, input_shape=ds.input_shape)
     else:
         ann = build_model(args.model, ds.input_shape, ds.num_classes)
         api.train(ann, ds, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet)
@@ -312,7 +323,7 @@ def cmd_sweep(args) -> int:
 def cmd_parity(args) -> int:
     from pipeline.reports.parity import Tolerances, table, write_outputs
     graph = api.load(args.model_nir, convention=args.convention)
-    _, x, y = _test_data(args)
+    _, x, y = _test_data(args, graph)
     tol = Tolerances(agreement=args.agreement, layer_rel=args.layer_tolerance, output_rel=args.output_tolerance)
     result = api.parity(graph, x, y, backends=[n.strip() for n in args.backends.split(",") if n.strip()], T=args.T,
                         approximate=args.approximate, tolerances=tol, progress=not args.quiet)
@@ -337,7 +348,7 @@ def cmd_train_snn(args) -> int:
         raise SpikeportError(f"{args.model} on {args.dataset}: {err}") from None
     net = api.train_snn(ann, ds, args.method, T=args.T, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, device=args.device, progress=not args.quiet, state_path=args.state,
-                        **_given(unit=args.unit, ata=args.ata, wft=args.wft, distill=args.distill,
+                        max_T=args.max_T, max_memory_gb=args.max_memory, **_given(unit=args.unit, ata=args.ata, wft=args.wft, distill=args.distill,
                                  neuron=args.neuron))
     if distributed.world()[0] != 0:
         return 0
@@ -360,6 +371,7 @@ def cmd_demo(args) -> int:
 def cmd_quantize(args) -> int:
     graph = api.load(args.model_nir)
     ds = _dataset(args)
+    checks.graph_for_dataset(graph, ds)
     q = api.quantize(graph, ds.train_x, target=args.target, weight_bits=args.weight_bits, input_bits=args.input_bits,
                      payload_bits=args.payload_bits)
     for name, layer in q.layers.items():
@@ -371,7 +383,7 @@ def cmd_quantize(args) -> int:
 
 def cmd_deploy(args) -> int:
     graph = api.load(args.model_nir)
-    ds, x, y = _test_data(args)
+    ds, x, y = _test_data(args, graph)
     bundle = api.deploy(graph, ds.train_x, x, y, args.out, target=args.target, T=args.T, progress=not args.quiet)
     for row in bundle.accuracy:
         print(f"{row['weights']}: accuracy {100 * row['accuracy']:.2f}% on {len(x)} samples, T={args.T}")

@@ -240,12 +240,12 @@ def check_folder(folder: str | os.PathLike, expected: Iterable[str]) -> Path:
     names matching `expected` (fnmatch patterns) or the marker; never holding an input or the current folder."""
     folder = Path(folder)
     _check_place(folder, "output folder")
+    if _under(Path.cwd(), folder):
+        raise OutputError(f"output folder {folder} is or contains the current folder; choose a new folder for --out")
     for source in _INPUTS.get():
         if _under(source, folder):
             raise OutputError(f"output folder {folder} holds the input {source}; the folder is replaced as a whole, "
                               "which would destroy the input: choose another --out")
-    if _under(Path.cwd(), folder):
-        raise OutputError(f"output folder {folder} is or contains the current folder; choose a new folder for --out")
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise OutputError(f"output folder {folder} exists and is not a folder; choose another --out")
     if folder.is_dir():
