@@ -3,22 +3,15 @@ output or temporary left; plus interruption, SIGKILL of output sets, concurrent 
 """
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from benchmarks.faults import (FAULTS, build_work, clean_outputs, h5_declaring, make_root_files, mount_full, release,
-                               snapshot)
+from benchmarks.faults import FAULTS, build_work, clean_outputs, make_root_files, mount_full, release, snapshot
+from benchmarks.interrupts import LONG_COMMANDS, concurrent_sweeps, interrupt, orphaned_parse_child
 from pipeline.cli import main
-from pipeline.io.atomic import lock_path, set_temporaries, temporaries
-
-ROOT = Path(__file__).resolve().parents[1]
+from pipeline.io.atomic import MARKER, lock_path, set_temporaries, temporaries
 
 
 @pytest.fixture(scope="module")
@@ -115,71 +108,43 @@ def test_output_set_replaces_previous_set_whole(work, capsys, tmp_path):
     assert (out / "parity_layers.png").exists() and (out / "parity.json").read_text() != first
 
 
-def _cli(*args) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *map(str, args), "--quiet"]
-
-
-LONG_COMMANDS = {
-    "train": ("train", "--epochs", "200", "--out", "{o}/a.pt"),
-    "train-snn": ("train-snn", "--epochs", "200", "--out", "{o}/s.nir"),
-    "convert": ("convert", "--checkpoint", "{w}/A.pt", "--method", "optimal-shift", "--out", "{o}/m.nir"),
-    "simulate": ("simulate", "{w}/M.nir", "--T", "4000", "--json", "{o}/r.json"),
-    "energy": ("energy", "{w}/M.nir", "--T", "4000", "--plot", "{o}/e.png"),
-    "quantize": ("quantize", "{w}/M.nir", "-o", "{o}/q.nir", "--dataset", "synthetic-cifar"),
-    "sweep": ("sweep", "--epochs", "200", "--out", "{o}/sweep"),
-    "deploy": ("deploy", "{w}/M.nir", "--T", "2000", "--out", "{o}/deploy"),
-    "parity": ("parity", "{w}/M.nir", "--backends", "reference", "--T", "4000", "--out", "{o}/parity"),
-    "demo": ("demo", "--epochs", "200", "--out", "{o}/demo"),
-}
-
-
-def _start(name: str, folder: Path, out: Path) -> subprocess.Popen:
-    args = [a.format(w=folder, o=out) for a in LONG_COMMANDS[name]]
-    return subprocess.Popen(_cli(*args), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LONG_COMMANDS))
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
-def test_interrupted_command_leaves_nothing(name, sig, work, tmp_path):
-    """Ctrl-C: exit 130 with one line; SIGKILL: nothing to say. Either way no output, no temporary, inputs
-    unchanged (quantize on a mismatched data set fails fast; it stands for the commands that write at once)."""
+def test_interrupted_command_leaves_nothing_partial(name, sig, work, tmp_path):
+    """Ctrl-C: exit 130, one line, nothing written. SIGKILL: an output set is complete (holds the marker) or
+    absent, a file appears only whole (os.replace); hidden temporaries wait for the next writer. Inputs unchanged."""
     folder, _ = work
-    before = snapshot(folder)
-    proc = _start(name, folder, tmp_path)
-    time.sleep(8.0)
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-    _, err = proc.communicate(timeout=60)
-    if sig == signal.SIGINT and proc.returncode != 2:
-        assert proc.returncode == 130, err
-        assert_one_line(err, "interrupted")
-    assert snapshot(folder) == before
-    if proc.returncode != 0:
-        left = [p for p in tmp_path.rglob("*")]
-        leftovers = [p for p in left if not p.name.endswith(".lock")] if sig == signal.SIGKILL else left
-        # after SIGKILL a hidden temporary may remain until the next write to the same target removes it
-        assert all(p.name.startswith(".") and p.name.endswith((".part", ".lock")) for p in leftovers), leftovers
-        assert not [p for p in left if not p.name.startswith(".")], left
+    r = interrupt(name, sig, folder, tmp_path)
+    assert not r["input_changed"]
+    if not r["running"]:
+        assert r["code"] == 0, r["stderr"]
+        return
+    if sig == signal.SIGINT:
+        assert r["code"] == 130, r["stderr"]
+        assert_one_line(r["stderr"], "interrupted")
+        assert r["visible"] == [] and r["hidden"] == []
+    else:
+        assert r["code"] == -signal.SIGKILL
+        sets = [p for p in r["visible"] if p.is_dir()]
+        assert all((p / MARKER).is_file() for p in sets), sets
+
+
+@pytest.mark.slow
+def test_concurrent_sweeps_one_refused(work, tmp_path):
+    folder, _ = work
+    r = concurrent_sweeps(folder, tmp_path)
+    assert r["codes"] == [0, 2], r
+    assert "being written by another spikeport" in r["refused"][0] and "\n" not in r["refused"][0]
+    assert r["files"] == [MARKER, "accuracy_vs_T.png", "maxnorm.nir", "report.md", "results.json"]
+    assert r["hidden"] == []
 
 
 @pytest.mark.slow
 def test_parse_child_dies_with_its_parent(tmp_path):
     """A CLI killed while its forked HDF5 parser reads a file declaring 900 MB leaves no orphan."""
-    path = h5_declaring(tmp_path / "big.nir", 900)
-    proc = subprocess.Popen(_cli("simulate", path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    children = []
-    deadline = time.monotonic() + 60
-    while not children and time.monotonic() < deadline:
-        time.sleep(0.05)
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    assert children, "no parse child seen"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1.0)
-    assert not any(Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]
-                   for c in children)
+    r = orphaned_parse_child(tmp_path)
+    assert r == {"children": 1, "orphans": 0}
 
 
 def test_write_error_leaves_nothing(tmp_path, monkeypatch, capsys):
