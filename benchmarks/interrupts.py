@@ -79,14 +79,7 @@ def orphaned_parse_child(tmp: Path, megabytes: int = 900) -> dict:
     one second later (reparented, holding memory and the caller's stdout/stderr)?"""
     path = h5_declaring(tmp / "big.nir", megabytes)
     proc = subprocess.Popen(cli("simulate", path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    children: list[str] = []
-    deadline = time.monotonic() + 60
-    while not children and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        try:
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        except OSError:
-            break
+    children = _children(proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(1.0)
@@ -101,3 +94,30 @@ def _alive(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def ctrl_c_while_parsing(tmp: Path, megabytes: int = 900) -> dict:
+    """Ctrl-C as a terminal sends it (SIGINT to the whole process group) while the forked parser reads: the
+    exit code and stderr of the CLI, and whether the child outlived it."""
+    path = h5_declaring(tmp / "big.nir", megabytes)
+    proc = subprocess.Popen(cli("simulate", path), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    children = _children(proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    time.sleep(1.0)
+    return {"code": proc.returncode, "stderr": err, "children": len(children),
+            "orphans": sum(_alive(c) for c in children)}
+
+
+def _children(proc: subprocess.Popen, limit: float = 60.0) -> list[str]:
+    """The child pids of `proc` once it has one (or an empty list after `limit` seconds or when it ended)."""
+    children: list[str] = []
+    deadline = time.monotonic() + limit
+    while not children and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            break
+    return children

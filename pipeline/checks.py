@@ -132,7 +132,8 @@ def graph_for_dataset(graph: nir.NIRGraph, dataset) -> None:
     would otherwise be fed reshaped data or scored against labels it has no output for)."""
     shape, outputs = graph_input_shape(graph), graph_output_size(graph)
     if shape is not None and shape != tuple(dataset.input_shape):
-        raise SpikeportError(f"the graph's Input is {shape} but {dataset.name} samples are {tuple(dataset.input_shape)}: "
+        raise SpikeportError(f"the graph's Input is {shape} but {dataset.name} samples are "
+                             f"{tuple(dataset.input_shape)}: "
                              "the graph was converted for another data set (check --dataset)")
     if outputs is not None and outputs != dataset.num_classes:
         raise SpikeportError(f"the graph has {outputs} outputs but {dataset.name} has {dataset.num_classes} classes: "

@@ -348,8 +348,8 @@ def cmd_train_snn(args) -> int:
         raise SpikeportError(f"{args.model} on {args.dataset}: {err}") from None
     net = api.train_snn(ann, ds, args.method, T=args.T, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, device=args.device, progress=not args.quiet, state_path=args.state,
-                        max_T=args.max_T, max_memory_gb=args.max_memory, **_given(unit=args.unit, ata=args.ata, wft=args.wft, distill=args.distill,
-                                 neuron=args.neuron))
+                        max_T=args.max_T, max_memory_gb=args.max_memory,
+                        **_given(unit=args.unit, ata=args.ata, wft=args.wft, distill=args.distill, neuron=args.neuron))
     if distributed.world()[0] != 0:
         return 0
     last = net.history[-1]

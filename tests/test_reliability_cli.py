@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from benchmarks.faults import FAULTS, build_work, clean_outputs, make_root_files, mount_full, release, snapshot
-from benchmarks.interrupts import LONG_COMMANDS, concurrent_sweeps, interrupt, orphaned_parse_child
+from benchmarks.interrupts import (LONG_COMMANDS, concurrent_sweeps, ctrl_c_while_parsing, interrupt,
+                                  orphaned_parse_child)
 from pipeline.cli import main
 from pipeline.io.atomic import MARKER, lock_path, set_temporaries, temporaries
 
@@ -138,6 +139,14 @@ def test_concurrent_sweeps_one_refused(work, tmp_path):
     assert "being written by another spikeport" in r["refused"][0] and "\n" not in r["refused"][0]
     assert r["files"] == [MARKER, "accuracy_vs_T.png", "maxnorm.nir", "report.md", "results.json"]
     assert r["hidden"] == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_parsing_is_one_line(tmp_path):
+    """Ctrl-C from a terminal reaches the parser child too: it ignores it, the CLI says one line and kills it."""
+    r = ctrl_c_while_parsing(tmp_path)
+    assert r["code"] == 130 and r["children"] == 1 and r["orphans"] == 0, r
+    assert_one_line(r["stderr"], "interrupted")
 
 
 @pytest.mark.slow

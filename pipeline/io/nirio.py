@@ -78,7 +78,9 @@ def _check_regular(path: Path) -> None:
 
 def _die_with_parent(parent: int) -> None:
     """Have the kernel kill this child when its parent dies (Linux), so a killed CLI leaves no parser behind
-    (blocked on a pipe nobody reads, holding the caller's terminal); elsewhere, exit if already orphaned."""
+    (blocked on a pipe nobody reads, holding the caller's terminal); elsewhere, exit if already orphaned.
+    Ctrl-C reaches the whole process group: the child ignores it and the parent, interrupted, kills it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
