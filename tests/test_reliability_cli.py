@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,9 @@ from benchmarks.faults import FAULTS, build_work, clean_outputs, make_root_files
 from benchmarks.interrupts import (LONG_COMMANDS, concurrent_sweeps, ctrl_c_while_parsing, interrupt,
                                   orphaned_parse_child)
 from pipeline.cli import main
-from pipeline.io.atomic import MARKER, lock_path, set_temporaries, temporaries
+from pipeline.io.atomic import MARKER, lock_path, output_set, set_temporaries, temporaries
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +101,8 @@ def test_stale_lock_of_dead_writer_is_taken_over(work, capsys, tmp_path):
 
 
 def test_output_set_replaces_previous_set_whole(work, capsys, tmp_path):
-    """A second parity run into the same folder replaces the first set; a file the first run wrote and the
-    second does not (here a stray .nir in a sweep set) does not survive, so sets never mix."""
+    """A second parity run into the same folder replaces the first set as a whole: parity.json is the second
+    run's, and the plot removed from the first set is there again (the folder is one run's complete set)."""
     folder, _ = work
     out = tmp_path / "p"
     args = ["parity", str(folder / "M.nir"), "--backends", "reference", "--T", "4", "--limit", "10", "--out", str(out)]
@@ -156,7 +160,7 @@ def test_parse_child_dies_with_its_parent(tmp_path):
     assert r == {"children": 1, "orphans": 0}
 
 
-def test_write_error_leaves_nothing(tmp_path, monkeypatch, capsys):
+def test_write_error_leaves_nothing(work, tmp_path, monkeypatch, capsys):
     """A write the system refuses midway (EIO from the file system) is one line, exit 2, and leaves no file."""
     import errno
 
@@ -168,7 +172,37 @@ def test_write_error_leaves_nothing(tmp_path, monkeypatch, capsys):
             raise OSError(errno.EIO, "Input/output error", str(path))
         return real_open(path, mode, *args, **kwargs)
     monkeypatch.setattr(atomic, "open", failing_open, raising=False)
-    code, err = run_main(["train", "--epochs", "1", "--out", str(tmp_path / "a.pt")], capsys)
+    code, err = run_main(["quantize", str(work[0] / "M.nir"), "-o", str(tmp_path / "q.nir")], capsys)
     assert code == 2
     assert_one_line(err, "Input/output error")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_hdf5_write_does_not_crash_the_process(work):
+    """Before the fix, `convert` onto a full tmpfs died with SIGSEGV at interpreter exit (HDF5 closing a file its
+    failed flush had left half-closed); in its own process it now exits 2 with one line and leaves nothing."""
+    folder, abilities = work
+    if not abilities["tmpfs"]:
+        pytest.skip("mounting a tmpfs is not allowed here")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "convert", "--checkpoint", str(folder / "A.pt"),
+                           "--out", str(folder / "full" / "m.nir"), "--calib-samples", "64", "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line(proc.stderr, "free disk space")
+    assert not any((folder / "full").iterdir())
+
+
+def test_output_set_restores_a_set_moved_aside_by_a_killed_writer(tmp_path):
+    """A writer killed between moving the previous set aside and renaming the new one in leaves `.NAME.PID.old`;
+    the next writer puts it back before it starts, so the folder is never lost."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    aside = tmp_path / f".out.{dead.pid}.old"
+    aside.mkdir()
+    (aside / "parity.json").write_text("previous\n")
+    with pytest.raises(RuntimeError):
+        with output_set(tmp_path / "out", ("parity.json",), "parity") as tmp:
+            assert (tmp_path / "out" / "parity.json").read_text() == "previous\n"
+            raise RuntimeError("fails before completing")
+    assert (tmp_path / "out" / "parity.json").read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
