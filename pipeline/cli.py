@@ -6,15 +6,28 @@ Ctrl-C in one line and exit code 130; `--debug` shows the traceback instead.
 """
 from __future__ import annotations
 
-import argparse
+import os
+import signal
 import sys
-from pathlib import Path
 
-import backends
-from backends.graph import GraphError
-from backends.nirext import ExtensionError
-from pipeline import __version__, api, checks
-from pipeline.errors import SpikeportError
+
+def _interrupted_while_starting(signum, frame) -> None:
+    os.write(2, b"spikeport: interrupted while starting; nothing was written\n")
+    os._exit(130)
+
+
+# Ctrl-C while torch and the backends load (seconds): one line, until main() hands SIGINT to its error boundary
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "spikeport":
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import backends  # noqa: E402
+from backends.graph import GraphError  # noqa: E402
+from backends.nirext import ExtensionError  # noqa: E402
+from pipeline import __version__, api, checks  # noqa: E402
+from pipeline.errors import SpikeportError  # noqa: E402
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
@@ -422,6 +435,8 @@ def _check_outputs(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     from pipeline.io.atomic import protect
     args = build_parser().parse_args(argv)
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         checks.device(args.device)
         with protect(_inputs(args)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,16 @@ def test_output_set_restores_a_set_moved_aside_by_a_killed_writer(tmp_path):
             raise RuntimeError("fails before completing")
     assert (tmp_path / "out" / "parity.json").read_text() == "previous\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("delay", [1.0, 3.0])
+def test_ctrl_c_while_starting_is_one_line(work, delay):
+    """Ctrl-C while Python imports torch and the backends (before main runs): one line, exit 130. (In the first
+    ~0.2 s the interpreter itself is still loading pipeline/cli.py; a Ctrl-C there gets Python's own traceback.)"""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "simulate", str(work[0] / "M.nir"), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert_one_line(err, "interrupted")
