@@ -305,6 +305,8 @@ def clean_outputs(fault: Fault, work: Path) -> None:
 def h5_declaring(path: Path, megabytes: int) -> Path:
     """A small valid-looking NIR file whose one dataset declares `megabytes` of data (never written)."""
     with h5py.File(path, "w") as f:
-        f.create_group("node/nodes/big").create_dataset("weight", shape=(megabytes, 2**18), dtype="f4",
-                                                        chunks=(1, 2**18), compression="gzip")
+        node = f.create_group("node/nodes/big")
+        node["type"] = b"Affine"
+        node.create_dataset("weight", shape=(megabytes, 2**18), dtype="f4", chunks=(1, 2**18), compression="gzip")
+        node["bias"] = np.zeros(megabytes, np.float32)
     return path

@@ -21,8 +21,8 @@ from benchmarks.badinputs import nir_cases, read_isolated
 from benchmarks.docs import machine
 from benchmarks.faults import (FAULTS, FULL_DISK_BYTES, build_work, clean_outputs, make_root_files, mount_full, release,
                                snapshot)
-from benchmarks.interrupts import (INTERRUPT_AFTER, LONG_COMMANDS, concurrent_sweeps, ctrl_c_while_parsing, interrupt,
-                                  orphaned_parse_child)
+from benchmarks.interrupts import (INTERRUPT_AFTER, LONG_COMMANDS, SHORT_AFTER, concurrent_sweeps,
+                                  ctrl_c_while_parsing, interrupt, orphaned_parse_child)
 from benchmarks.killruns import ROOT, run_kill_convert, run_kill_midwrite, run_kill_train
 from pipeline.io.atomic import MARKER, set_temporaries, temporaries, write_text
 from pipeline.data.zoo import build_model
@@ -392,7 +392,8 @@ def main(argv=None) -> int:
         "checks the free space of the target's device for that many bytes, and writes them with plain file I/O "
         "to the hidden temporary: a full disk is one line, exit 2, and no file.",
         "## Interruption of every long command",
-        f"Each command started with a workload that runs longer than {INTERRUPT_AFTER:.0f} s, then sent Ctrl-C "
+        f"Each command started with a workload that runs longer than {INTERRUPT_AFTER:.0f} s (convert and quantize: "
+        f"{SHORT_AFTER['convert']:.0f} s, they are short), then sent Ctrl-C "
         "(SIGINT) or SIGKILL. Partial output: after Ctrl-C anything written at all; after SIGKILL an output "
         "folder without its completion marker (a file can only appear whole, by `os.replace`). Hidden temporaries "
         "of a killed writer are removed by the next write to the same target (a killed set writer's lock is taken "
@@ -403,7 +404,7 @@ def main(argv=None) -> int:
         f"said `{(concurrent['refused'] or ['nothing'])[0].replace(str(work), '<tmp>')}`; the folder holds "
         f"{', '.join(concurrent['files'])} (one run's set), hidden leftovers: {len(concurrent['hidden'])}.",
         f"- The CLI killed with SIGKILL while its forked parser reads a file declaring 900 MB: {orphan['children']} "
-        f"parser child seen, {orphan['orphans']} alive one second later (the child asks the kernel for SIGKILL when "
+        f"parser child seen, {orphan['orphans']} alive 0.2 s later (the child asks the kernel for SIGKILL when "
         "its parent dies, `prctl(PR_SET_PDEATHSIG)`).",
         f"- Ctrl-C as a terminal sends it (SIGINT to the process group) while the parser reads that file: exit code "
         f"{parsing['code']}, {len(parsing_lines)} line(s) on stderr "
