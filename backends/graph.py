@@ -132,8 +132,20 @@ def _pair(value) -> tuple[int, int]:
     return int(arr[0]), int(arr[-1])
 
 
+class _WindowError(GraphError):
+    """A convolution or pooling node whose own parameters are invalid (not a shape mismatch along an edge)."""
+
+
 def _window_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
-    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    """Output length of a sliding window, or a _WindowError for parameters torch refuses."""
+    if kernel < 1 or stride < 1 or dilation < 1 or pad < 0:
+        raise _WindowError(f"has kernel {kernel}, stride {stride}, dilation {dilation}, padding {pad}: kernel, stride "
+                         "and dilation must be >= 1 and padding >= 0")
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    if out < 1:
+        raise _WindowError(f"has a window of {dilation * (kernel - 1) + 1} (with padding {pad}) larger than its input "
+                         f"size {size}")
+    return out
 
 
 def _conv_out(node: nir.Conv2d, c: int, h: int, w: int) -> tuple[int, ...]:
@@ -199,6 +211,8 @@ def _set_types(name: str, node: nir.NIRNode, in_types: list, preds: tuple[str, .
     shape = shapes.pop()
     try:
         out = output_shape(node, shape)
+    except _WindowError as err:
+        raise GraphError(f"node {name!r} ({type(node).__name__}) {err}; {_FIX}") from None
     except GraphError as err:
         raise GraphError(f"node {name!r} ({type(node).__name__}) {err} from {list(preds)}; the layer sizes "
                          f"do not chain: {_FIX}") from None

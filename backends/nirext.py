@@ -153,11 +153,19 @@ def fixed_point(where: str, metadata: dict | None, kind: str) -> dict | None:
     _check_version(where, meta)
     if int(meta["version"]) < 2:
         raise ExtensionError(f"{where}: '{FIXED}' needs extension version 2, the metadata says {meta['version']}")
+    if not isinstance(meta[FIXED], dict):
+        raise ExtensionError(f"{where}: '{FIXED}' must be a table of {sorted(FIXED_KEYS[kind])}, got "
+                             f"{type(meta[FIXED]).__name__} {str(meta[FIXED])[:40]!r}; re-quantize the graph")
     table = dict(meta[FIXED])
     missing, unknown = FIXED_KEYS[kind] - set(table), set(table) - FIXED_KEYS[kind]
     if missing or unknown:
         raise ExtensionError(f"{where}: '{FIXED}' must hold exactly {sorted(FIXED_KEYS[kind])}; "
                              f"missing {sorted(missing)}, unknown {sorted(unknown)}")
+    for key, value in table.items():
+        array = np.asarray(value)
+        if key != "target" and (array.dtype.kind not in "biuf" or not np.isfinite(array.astype(np.float64)).all()):
+            raise ExtensionError(f"{where}: '{FIXED}.{key}' must be a finite number, got {str(value)[:40]!r}; "
+                                 "re-quantize the graph")
     return table
 
 

@@ -24,7 +24,7 @@ from pipeline.data import encoding as enc
 from pipeline.data.datasets import load_dataset
 from pipeline.data.zoo import build_model
 from pipeline.hardware.energy import energy_report
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 from pipeline.training.ann import TrainConfig, evaluate, seed_everything, train_ann
 
 COMMAND = ".venv/bin/python -m benchmarks.encodings_digits"

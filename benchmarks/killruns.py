@@ -122,12 +122,10 @@ def run_kill_convert(tmp: Path, checkpoint: Path, kills: int, seed: int) -> dict
 
 _SLOW_WRITER = """
 import sys, time
-from pipeline.io.atomic import write_with
-def writer(p):
-    with open(p, "wb") as f:
-        for i in range(400):
-            f.write(bytes([i % 256]) * 4096); f.flush(); time.sleep(0.005)
-write_with(sys.argv[1], writer)
+from pipeline.io.atomic import atomic_path
+with atomic_path(sys.argv[1]) as p, open(p, "wb") as f:
+    for i in range(400):
+        f.write(bytes([i % 256]) * 4096); f.flush(); time.sleep(0.005)
 """
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from backends.lava import LavaBackend
 from backends.nirext import graph_metadata, neuron_metadata
 from benchmarks.docs import machine, write_section
-from pipeline.reports.render import markdown_table
+from pipeline.io.render import markdown_table
 
 COMMAND = ".venv/bin/python -m benchmarks.lava_stock"
 DT = 1e-3

@@ -1,12 +1,13 @@
-"""Run every class of bad input through the real `spikeport` CLI and write docs/reliability.md.
+"""Run every class of bad input, fault and interruption through the real `spikeport` CLI; write docs/reliability.md.
 
-Per case: exit code, one-line error, traceback or not, output file left or not; plus the reader fuzz and kill runs.
-Usage: python -m benchmarks.reliability [--per-class N] [--fuzz-per-class N] [--kills N]
+Per case: exit code, one-line error, traceback, hang or crash, output left or not, input changed or not; plus the
+reader fuzz and kill runs. Usage: python -m benchmarks.reliability [--per-class N] [--fuzz-per-class N] [--kills N]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,8 +19,12 @@ import torch
 
 from benchmarks.badinputs import nir_cases, read_isolated
 from benchmarks.docs import machine
+from benchmarks.faults import (FAULTS, FULL_DISK_BYTES, build_work, clean_outputs, make_root_files, mount_full, release,
+                               snapshot)
+from benchmarks.interrupts import (INTERRUPT_AFTER, LONG_COMMANDS, SHORT_AFTER, concurrent_sweeps,
+                                  ctrl_c_while_parsing, interrupt, orphaned_parse_child)
 from benchmarks.killruns import ROOT, run_kill_convert, run_kill_midwrite, run_kill_train
-from pipeline.io.atomic import temporaries, write_text
+from pipeline.io.atomic import MARKER, set_temporaries, temporaries, write_text
 from pipeline.data.zoo import build_model
 from pipeline.training.ann import save_checkpoint
 
@@ -43,14 +48,14 @@ def gelu():
 '''
 
 
-def run_cli(args: list[str], out: Path, workdir: Path) -> dict:
+def run_cli(args: list[str], out: Path, workdir: Path, cwd: Path = ROOT) -> dict:
     """One CLI run: exit code, the last stderr line, whether a traceback appeared and whether a failed run
     left its output file (or a temporary of it)."""
     out.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": f"{workdir}:{ROOT}"}
     start = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args, "--quiet"], cwd=ROOT, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args, "--quiet"], cwd=cwd, capture_output=True,
                               text=True, timeout=TIMEOUT, env=env)
         code, err = proc.returncode, proc.stderr.strip()
     except subprocess.TimeoutExpired:
@@ -156,6 +161,8 @@ def _flag_cases(work: Path, model: Path) -> list[tuple[str, str, list[str], Path
 def _outcome(r: dict) -> str:
     if r["code"] is None:
         return "hang"
+    if r["code"] < 0:
+        return f"crash (signal {-r['code']})"
     if r["code"] == 0:
         return "valid input, exit 0"
     if r["code"] == 2 and r["lines"] == 1 and not r["traceback"]:
@@ -186,6 +193,69 @@ def cli_table(cases, tmp_root: Path, log=print) -> tuple[str, list[dict]]:
     return "\n".join(lines), flat
 
 
+def fault_table(work: Path, log=print) -> tuple[str, dict]:
+    """Every benchmarks.faults case in its own process: outcome, inputs changed, outputs left, per class."""
+    build_work(work)
+    abilities = {"root": make_root_files(work), "tmpfs": mount_full(work)}
+    rows: dict[str, list[dict]] = defaultdict(list)
+    try:
+        for fault in FAULTS:
+            if fault.needs and not abilities[fault.needs]:
+                log(f"skipped (needs {fault.needs}): {fault.label}", flush=True)
+                continue
+            clean_outputs(fault, work)
+            before = snapshot(work)
+            r = run_cli(fault.argv(work), work / "none", work, cwd=work)
+            left = [p for p in fault.output_paths(work) if p.exists() or temporaries(p) or set_temporaries(p)]
+            if abilities["tmpfs"]:
+                left += list((work / "full").iterdir())
+            r.update(label=fault.label, left=bool(left), changed=snapshot(work) != before,
+                     expected=r["code"] == fault.code and fault.message in r["message"])
+            rows[fault.kind].append(r)
+            log(f"{fault.kind:>34} | {fault.label:<40} | {_outcome(r)} | left={r['left']} changed={r['changed']} | "
+                f"{r['message'][:100]}", flush=True)
+    finally:
+        release(work)
+    lines = ["| class of fault | cases | outcome (cases) | its own message | input changed | output left | "
+             "example (first case) |", "|---|---|---|---|---|---|---|"]
+    for kind, rs in rows.items():
+        outcomes = Counter(_outcome(r) for r in rs)
+        example = rs[0]["message"].replace(str(work), "<tmp>").replace("|", "\\|")
+        example = example if len(example) <= 200 else example[:197] + "..."
+        lines.append(f"| {kind} | {len(rs)} | {'; '.join(f'{k} ({v})' for k, v in outcomes.items())} | "
+                     f"{sum(r['expected'] for r in rs)} of {len(rs)} | {sum(r['changed'] for r in rs)} | "
+                     f"{sum(r['left'] for r in rs)} | `{example}` ({rs[0]['label']}) |")
+    skipped = [f.label for f in FAULTS if f.needs and not abilities[f.needs]]
+    note = f"\n\nSkipped here (mknod/chattr or mount not allowed): {', '.join(skipped)}." if skipped else ""
+    return "\n".join(lines) + note, {"rows": [r for rs in rows.values() for r in rs], "abilities": abilities}
+
+
+def interruption_table(work: Path, tmp: Path, log=print) -> tuple[str, list[dict]]:
+    """Ctrl-C and SIGKILL of every long command after a few seconds."""
+    results = []
+    for name in LONG_COMMANDS:
+        for sig, label in ((signal.SIGINT, "Ctrl-C"), (signal.SIGKILL, "SIGKILL")):
+            out = tmp / f"{name}-{label}"
+            out.mkdir()
+            r = interrupt(name, sig, work, out)
+            lines = [ln for ln in r["stderr"].splitlines() if ln.strip()]
+            sets_ok = all((p / MARKER).is_file() for p in r["visible"] if p.is_dir())
+            partial = (sig == signal.SIGINT and r["code"] != 0 and bool(r["visible"] or r["hidden"])) or not sets_ok
+            results.append({"command": name, "signal": label, "running": r["running"], "code": r["code"],
+                            "lines": len(lines), "traceback": "Traceback" in r["stderr"], "partial": partial,
+                            "changed": r["input_changed"], "hidden": len(r["hidden"]),
+                            "message": lines[-1] if lines else ""})
+            log(f"interrupt {name:>9} {label:<7}: {results[-1]}", flush=True)
+    table = ["| command | Ctrl-C: exit, stderr | SIGKILL: exit | partial output | input changed | hidden temporaries "
+             "after SIGKILL |", "|---|---|---|---|---|---|"]
+    for name in LONG_COMMANDS:
+        c, k = [r for r in results if r["command"] == name]
+        ctrl = f"{c['code']}, {c['lines']} line(s)" + ("" if c["running"] else " (finished first)")
+        table.append(f"| {name} | {ctrl} | {k['code']}{'' if k['running'] else ' (finished first)'} | "
+                     f"{c['partial'] + k['partial']} | {c['changed'] + k['changed']} | {k['hidden']} |")
+    return "\n".join(table), results
+
+
 def fuzz_table(work: Path, per_class: int, seeds: range, log=print) -> str:
     counts: dict[str, Counter] = defaultdict(Counter)
     slowest = 0.0
@@ -203,35 +273,30 @@ def fuzz_table(work: Path, per_class: int, seeds: range, log=print) -> str:
     return "\n".join(lines) + f"\n\nSlowest single read: {slowest:.2f} s (time limit per file 10 s)."
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=3, help="NIR cases per damage class run through the CLI")
-    parser.add_argument("--fuzz-per-class", type=int, default=40, help="bit-flip/truncation files per fuzz seed")
-    parser.add_argument("--fuzz-seeds", type=int, default=2)
-    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per kill run")
-    args = parser.parse_args(argv)
-    command = " ".join(["python -m benchmarks.reliability", *(argv if argv is not None else sys.argv[1:])])
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        model = work / "nir" / "good.nir"
-        cases = _nir_cli_cases(work, args.per_class)
-        cases += _checkpoint_cases(work) + _data_cases(work) + _layer_cases(work)
-        cases += _hwconfig_cases(work, model) + _flag_cases(work, model)
-        cli_md, flat = cli_table(cases, work)
-        fuzz_md = fuzz_table(work, args.fuzz_per_class, range(args.fuzz_seeds))
-        (work / "kill").mkdir()
-        train = run_kill_train(work / "kill", epochs=TRAIN_EPOCHS, kills=args.kills, seed=0)
-        convert = run_kill_convert(work / "kill", work / "good.pt", kills=2 * args.kills, seed=0)
-        mid = run_kill_midwrite(work / "kill", kills=args.kills, seed=0)
+VALIDATOR_SECTIONS = ("## Bad input through the CLI", "## Reader fuzz", "## Kill runs")
+
+
+def _kept_sections(page: str) -> list[str]:
+    """The validator sections of an existing page (for --faults-only), each as one block of text."""
+    blocks = page.split("\n## ")
+    return ["## " + b.strip() for b in blocks[1:] if any(("## " + b).startswith(t) for t in VALIDATOR_SECTIONS)]
+
+
+def _validator_sections(work: Path, args) -> tuple[list[dict], list[str]]:
+    """Bad input through the CLI, the reader fuzz and the kill runs: the rows and the page's sections."""
+    model = work / "nir" / "good.nir"
+    cases = _nir_cli_cases(work, args.per_class)
+    cases += _checkpoint_cases(work) + _data_cases(work) + _layer_cases(work)
+    cases += _hwconfig_cases(work, model) + _flag_cases(work, model)
+    cli_md, flat = cli_table(cases, work)
+    fuzz_md = fuzz_table(work, args.fuzz_per_class, range(args.fuzz_seeds))
+    (work / "kill").mkdir()
+    train = run_kill_train(work / "kill", epochs=TRAIN_EPOCHS, kills=args.kills, seed=0)
+    convert = run_kill_convert(work / "kill", work / "good.pt", kills=2 * args.kills, seed=0)
+    mid = run_kill_midwrite(work / "kill", kills=args.kills, seed=0)
     fine = ("one-line error, exit 2", "argparse usage + error, exit 2", "valid input, exit 0")
     bad = [r for r in flat if _outcome(r) not in fine or r["left"]]
-    body = "\n\n".join([
-        "# Reliability: what spikeport does with bad input, and when it is killed",
-        f"Generated by `{command}` (machine: {machine()}, shared with other jobs while measured). "
-        "Every case runs the real CLI (`python -m pipeline.cli`) in its own process; "
-        "'output file left behind' counts failed cases after which the command's output file (`--out`, `--json` "
-        "or `--plot`, deleted before each case) or a temporary of it exists. 'valid input, exit 0' is a damaged "
-        "file that still holds a valid graph (see below).",
+    return flat, [
         f"## Bad input through the CLI ({len(flat)} cases, {len(bad)} with an unclear answer or a file left behind)",
         cli_md,
         "NIR damage classes: bit flips and truncations at many offsets of a valid file, datasets replaced by "
@@ -259,11 +324,100 @@ def main(argv=None) -> int:
         f"- A 2 s atomic write killed mid-write {mid['killed mid-write']} times: the target kept its previous "
         "content each time; a dead writer's hidden temporary is removed by the next write to the same target "
         f"({mid['temporaries left by killed writers']} left after the last kill, then removed).",
+    ]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-class", type=int, default=3, help="NIR cases per damage class run through the CLI")
+    parser.add_argument("--fuzz-per-class", type=int, default=40, help="bit-flip/truncation files per fuzz seed")
+    parser.add_argument("--fuzz-seeds", type=int, default=2)
+    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per kill run")
+    parser.add_argument("--faults-only", action="store_true", help="run only the faults, interruption, concurrent "
+                        "writer and parser sections; keep the other sections of the current page as they are")
+    args = parser.parse_args(argv)
+    command = " ".join(["python -m benchmarks.reliability", *(argv if argv is not None else sys.argv[1:])])
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.faults_only:
+            flat, validator_sections = [], _kept_sections(DOC.read_text())
+        else:
+            flat, validator_sections = _validator_sections(work, args)
+        (work / "faults").mkdir()
+        faults_md, faults = fault_table(work / "faults")
+        (work / "interrupt").mkdir()
+        interrupt_md, interrupts = interruption_table(work / "faults", work / "interrupt")
+        (work / "concurrent").mkdir()
+        concurrent = concurrent_sweeps(work / "faults", work / "concurrent")
+        (work / "orphan").mkdir()
+        orphan = orphaned_parse_child(work / "orphan")
+        parsing = ctrl_c_while_parsing(work / "orphan")
+    every = flat + faults["rows"]
+    parsing_lines = [ln for ln in parsing["stderr"].splitlines() if ln.strip()]
+    totals = {"cases": len(every) + len(interrupts) + 3,
+              "traceback": sum(r["traceback"] for r in every + interrupts) + ("Traceback" in parsing["stderr"]),
+              "hang": sum(r["code"] is None for r in every + interrupts),
+              "crash": sum(r["code"] is not None and r["code"] < 0 for r in every) +
+              sum(r["signal"] == "Ctrl-C" and r["code"] is not None and r["code"] < 0 for r in interrupts),
+              "internal error": sum(r["code"] == 1 for r in every),
+              "partial output": sum(r["left"] for r in every) + sum(r["partial"] for r in interrupts) +
+              int(concurrent["codes"] != [0, 2]),
+              "destroyed input": sum(r.get("changed", False) for r in every) + sum(r["changed"] for r in interrupts),
+              "orphaned parser": orphan["orphans"] + parsing["orphans"]}
+    body = "\n\n".join([
+        "# Reliability: what spikeport does with bad input, and when it is killed",
+        f"Generated by `{command}` (machine: {machine()}, shared with other jobs while measured). "
+        "Every case runs the real CLI (`python -m pipeline.cli`) in its own process; "
+        "'output file left behind' counts failed cases after which the command's output file (`--out`, `--json` "
+        "or `--plot`, deleted before each case) or a temporary of it exists. 'valid input, exit 0' is a damaged "
+        "file that still holds a valid graph (see below).",
+        ("Totals over the sections measured in this run (faults, interruptions, concurrent writers, parser; the "
+         "validator sections below are kept from the previous full run): " if args.faults_only else
+         "Totals over every section: ") + ", ".join(f"{k} {v}" for k, v in totals.items()) + ".",
+        *validator_sections,
+        "## Faults beyond the validators (benchmarks/faults.py)",
+        f"{len(faults['rows'])} cases of issue 19, each in its own process: outputs onto an input (also through a "
+        "hard link) or into a folder holding it, onto a device, FIFO, folder, `/proc` path, immutable folder or "
+        f"under a file; a full disk (a {FULL_DISK_BYTES // 1024} KB tmpfs: HDF5, torch, PNG and JSON writes); "
+        "option values; "
+        "graphs, checkpoints and data sets that do not match; damaged training states, hwconfigs and fixed-point "
+        "metadata; resource bounds. 'its own message' counts cases whose one line is the message written for "
+        "that fault at its source (not the CLI's backstop); 'input changed' compares type and SHA-256 of every "
+        "file in the work folder before and after; 'output left' counts outputs or temporaries left behind.",
+        faults_md,
+        "Disk full, the cause of the crash: HDF5 (through h5py) fails inside `H5Fclose` when a flush hits ENOSPC, "
+        "leaves the file half-closed, and the library's own shutdown touches it again at interpreter exit: "
+        "SIGSEGV (reproduced here: `convert` onto a 16 KB tmpfs exited with -11 before the fix). Every writer "
+        "now serialises into memory (`nir.write`, `torch.save`, `savefig` and the netx export into a `BytesIO`), "
+        "checks the free space of the target's device for that many bytes, and writes them with plain file I/O "
+        "to the hidden temporary: a full disk is one line, exit 2, and no file.",
+        "## Interruption of every long command",
+        f"Each command started with a workload that runs longer than {INTERRUPT_AFTER:.0f} s (convert and quantize: "
+        f"{SHORT_AFTER['convert']:.0f} s, they are short), then sent Ctrl-C "
+        "(SIGINT) or SIGKILL. Partial output: after Ctrl-C anything written at all; after SIGKILL an output "
+        "folder without its completion marker (a file can only appear whole, by `os.replace`). Hidden temporaries "
+        "of a killed writer are removed by the next write to the same target (a killed set writer's lock is taken "
+        "over the same way).",
+        interrupt_md,
+        "## Concurrent writers, orphaned parser",
+        f"- Two `sweep` runs into one folder started together: exit codes {concurrent['codes']}; the refused one "
+        f"said `{(concurrent['refused'] or ['nothing'])[0].replace(str(work), '<tmp>')}`; the folder holds "
+        f"{', '.join(concurrent['files'])} (one run's set), hidden leftovers: {len(concurrent['hidden'])}.",
+        f"- The CLI killed with SIGKILL while its forked parser reads a file declaring 900 MB: {orphan['children']} "
+        f"parser child seen, {orphan['orphans']} alive 0.2 s later (the child asks the kernel for SIGKILL when "
+        "its parent dies, `prctl(PR_SET_PDEATHSIG)`).",
+        f"- Ctrl-C as a terminal sends it (SIGINT to the process group) while the parser reads that file: exit code "
+        f"{parsing['code']}, {len(parsing_lines)} line(s) on stderr "
+        f"(`{(parsing_lines or [''])[-1].replace(str(work), '<tmp>')}`), {parsing['orphans']} child left.",
+        "## Totals",
+        f"{totals['cases']} cases above (bad input, faults, interruptions, concurrent writers, parser): "
+        + ", ".join(f"{k} {v}" for k, v in totals.items() if k != "cases") + ".",
         "## Regenerate",
-        "```\n.venv/bin/python -m benchmarks.reliability            # this page (about 4 min on an idle 2-core machine)\n"
+        "```\nsudo .venv/bin/python -m benchmarks.reliability  # this page; root for mknod, chattr, tmpfs\n"
         ".venv/bin/python -m pytest -q tests/test_validation.py tests/test_fuzz_nir.py tests/test_invariants.py "
-        "tests/test_kill.py tests/test_reproducibility.py            # fast subset\n"
-        ".venv/bin/python -m pytest -q --run-slow tests/test_fuzz_nir.py tests/test_kill.py  # long fuzz and kill runs\n```",
+        "tests/test_kill.py tests/test_reproducibility.py tests/test_reliability_cli.py  # fast subset\n"
+        ".venv/bin/python -m pytest -q --run-slow tests/test_fuzz_nir.py tests/test_kill.py "
+        "tests/test_reliability_cli.py  # long fuzz, kill and interruption runs\n```",
     ])
     write_text(DOC, body + "\n")
     print(f"wrote {DOC}")

@@ -113,9 +113,28 @@ def convert(model: nn.Module, calibration_data, method: str = "robustnorm", *, i
         raise SpikeportError(f"calibration_data have per-sample shape {tuple(x.shape[1:])}, input_shape is {shape}")
     if T is not None:
         T = checks.time_steps(T)
+    if "percentile" in options:
+        options["percentile"] = checks.percentile(options["percentile"])
+    _check_accepts(model, x, shape)
     graph = _convert(model.eval(), shape, x, method=method, source=source, progress=progress, T=T, **options)
     graph.metadata = with_encoding(graph.metadata, encoding)
     return graph
+
+
+def _check_accepts(model: nn.Module, x: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """Run `model` on one sample, so a model built for other data fails here with both shapes named (and not
+    deep inside torch.fx shape propagation)."""
+    try:
+        with torch.no_grad():
+            out = model.eval()(x[:64])
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpikeportError(f"the model does not accept samples of shape {shape} ({first[:160]}); it was built for "
+                             "other data: check --dataset, or the checkpoint's input shape") from None
+    if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
+        peak = max((float(p.detach().abs().max()) for p in model.parameters() if p.numel()), default=0.0)
+        raise SpikeportError(f"the model's outputs on the calibration data overflow float32 (NaN/Inf; its largest "
+                             f"weight is {peak:.3g}); retrain it (e.g. with a lower --lr or weight decay)")
 
 
 def prepare(method: str, ann: nn.Module, dataset: Dataset, epochs: int = 10, *, seed: int = 0, device: str = "cpu",
@@ -254,15 +273,16 @@ def parity(graph, inputs, labels, *, backends: Sequence[str] = ("reference", "la
 
 
 def train(model: nn.Module, dataset: Dataset, *, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
-          seed: int = 0, device: str = "cpu", progress: bool = False, state_path: str | Path | None = None) -> History:
+          seed: int = 0, device: str = "cpu", progress: bool = False, state_path: str | Path | None = None,
+          max_memory_gb: float | None = None) -> History:
     """Train an ANN in place on `dataset` (Adam, cosine decay, cross-entropy); per-epoch loss and test accuracy.
-    With `state_path` the state is saved every epoch and an existing one is resumed bit for bit."""
+    With `state_path` the state is saved every epoch and an existing one is resumed bit for bit. A run estimated
+    to need more than `max_memory_gb` (default: the memory available) is refused."""
     from pipeline.training.ann import TrainConfig, train_ann
     if not isinstance(dataset, Dataset):
         raise SpikeportError(f"train() needs a pipeline Dataset (pipeline.load_dataset), got {type(dataset).__name__}")
-    if len(dataset.train_x) == 0 or len(dataset.test_x) == 0:
-        raise SpikeportError(f"data set {dataset.name} has {len(dataset.train_x)} training and {len(dataset.test_x)} "
-                             "test samples; both must be non-empty")
+    checks.dataset_samples(dataset)
+    _check_training_memory(model, dataset, "training", 1, batch_size, max_memory_gb)
     cfg = TrainConfig(epochs=checks.positive_int("epochs", epochs), batch_size=checks.positive_int("batch_size",
                       batch_size), lr=checks.finite_positive("lr", lr), seed=checks.seed(seed),
                       device=checks.device(device))
@@ -272,10 +292,12 @@ def train(model: nn.Module, dataset: Dataset, *, epochs: int = 30, batch_size: i
 
 def train_snn(model: nn.Module, dataset: Dataset, method: str = "snn2ann", *, T: int = 4, epochs: int = 20,
               batch_size: int = 64, lr: float | None = None, seed: int = 0, device: str = "cpu", progress: bool = False,
-              state_path: str | Path | None = None, **options) -> nn.Module:
+              state_path: str | Path | None = None, max_T: int = checks.DEFAULT_MAX_T,
+              max_memory_gb: float | None = None, **options) -> nn.Module:
     """Train a spiking network directly (snn2ann, joint-asnn, stbp) with `model`'s architecture (a plain chain);
     `options` are the method's own (`pipeline.spiking.registry.get_trainer(method).options()`, e.g. `unit`
-    for snn2ann, `neuron` for stbp). The returned net has `history` and `export(input_shape) -> NIRGraph`."""
+    for snn2ann, `neuron` for stbp). The returned net has `history` and `export(input_shape) -> NIRGraph`.
+    T above `max_T`, or a run estimated to need more than `max_memory_gb` (default: available), is refused."""
     from pipeline.spiking.registry import check_options, get_trainer
     trainer = get_trainer(method)
     check_options(trainer, options)
@@ -283,6 +305,21 @@ def train_snn(model: nn.Module, dataset: Dataset, method: str = "snn2ann", *, T:
         options["lr"] = checks.finite_positive("lr", lr)
     if not isinstance(dataset, Dataset):
         raise SpikeportError(f"train_snn() needs a pipeline Dataset, got {type(dataset).__name__}")
+    checks.dataset_samples(dataset)
+    T = checks.time_steps(T, max_T)
+    _check_training_memory(model, dataset, f"{method} training at T={T}", T, batch_size, max_memory_gb)
     return trainer.train(model, dataset, checks.positive_int("epochs", epochs), seed=checks.seed(seed),
-                         device=checks.device(device), progress=progress, T=checks.time_steps(T, limit=1024),
+                         device=checks.device(device), progress=progress, T=T,
                          batch_size=checks.positive_int("batch_size", batch_size), state_path=state_path, **options)
+
+
+# bytes kept per activation value per time step for the backward pass: value, gradient, and for spiking layers
+# membrane potential and surrogate derivative, in float32
+TRAINING_BYTES_PER_ACTIVATION = 16
+
+
+def _check_training_memory(model: nn.Module, dataset: Dataset, what: str, T: int, batch_size: int,
+                           max_memory_gb: float | None) -> None:
+    per_sample = checks.activations_per_sample(model, dataset.input_shape)
+    needed = TRAINING_BYTES_PER_ACTIVATION * per_sample * T * checks.positive_int("batch_size", batch_size)
+    checks.memory(f"{what} with batches of {batch_size}", needed, max_memory_gb)

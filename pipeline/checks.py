@@ -4,6 +4,7 @@ seeds, input arrays against a graph's input; each failure is a one-line Spikepor
 from __future__ import annotations
 
 import math
+import os
 
 import nir
 import numpy as np
@@ -113,3 +114,91 @@ def labels_for(labels, n: int, num_outputs: int | None) -> np.ndarray:
         raise SpikeportError(f"labels reach class {int(y.max())} but the graph has {num_outputs} outputs: the graph "
                              "was converted for another data set (check --dataset)")
     return y.astype(np.int64)
+
+
+def percentile(value) -> float:
+    """A percentile in (0, 100]."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SpikeportError(f"percentile must be a number in (0, 100], got {value!r}") from None
+    if not math.isfinite(v) or not 0 < v <= 100:
+        raise SpikeportError(f"percentile must be a number in (0, 100], got {value!r}")
+    return v
+
+
+def dataset_samples(dataset) -> None:
+    """Refuse a data set with an empty training or test split (an empty IDX file, a filtered-out set)."""
+    if len(dataset.train_x) == 0 or len(dataset.test_x) == 0:
+        raise SpikeportError(f"data set {dataset.name} has {len(dataset.train_x)} training and {len(dataset.test_x)} "
+                             "test samples; both must be non-empty (check the files under --data-root)")
+
+
+def graph_for_dataset(graph: nir.NIRGraph, dataset, encoding: str | None = None) -> None:
+    """Refuse a graph whose Input shape or number of outputs does not match `dataset` as `encoding` (default: the
+    graph's own) delivers it (another data set's graph would otherwise be fed reshaped data or scored against
+    labels it has no output for)."""
+    from backends.nirext import graph_info
+    from pipeline.data import encoding as enc
+    name = enc.check(encoding if encoding is not None else graph_info(graph)["encoding"])
+    expected = tuple(enc.input_shape(name, tuple(dataset.input_shape)))
+    shape, outputs = graph_input_shape(graph), graph_output_size(graph)
+    if shape is not None and shape != expected:
+        raise SpikeportError(f"the graph's Input is {shape} but {dataset.name} samples under {name} encoding are "
+                             f"{expected}: the graph was converted for another data set or encoding (check "
+                             "--dataset, --encoding)")
+    if outputs is not None and outputs != dataset.num_classes:
+        raise SpikeportError(f"the graph has {outputs} outputs but {dataset.name} has {dataset.num_classes} classes: "
+                             "the graph was converted for another data set (check --dataset)")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux; physical memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory(what: str, needed: float, limit_gb: float | None = None) -> None:
+    """Refuse a run estimated to need `needed` bytes when that exceeds `limit_gb` (default: the memory available
+    now); the message says how to shrink the run or raise the limit (max_memory_gb=, CLI --max-memory)."""
+    limit = available_memory() if limit_gb is None else finite_positive("max_memory_gb", limit_gb) * 2**30
+    if needed > limit:
+        raise SpikeportError(f"{what} needs about {needed / 2**30:.1f} GB of memory, more than the "
+                             f"{limit / 2**30:.1f} GB {'allowed' if limit_gb else 'available'}; reduce it (e.g. --T, "
+                             "--batch-size, --limit) or raise the bound with --max-memory GB (max_memory_gb=)")
+
+
+def activations_per_sample(model: torch.nn.Module, input_shape) -> int:
+    """Values the leaf modules of `model` produce for one sample, counted on a forward pass of one sample."""
+    counts = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: counts.append(out.numel() if isinstance(out, torch.Tensor)
+                                                                        else 0))
+             for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(sum(counts))
+
+
+def input_size(input_shape, limit: int = 2**26) -> tuple[int, ...]:
+    """A per-sample input shape of positive ints whose size (values) is at most `limit` (a damaged checkpoint
+    would otherwise make model construction allocate terabytes)."""
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        raise SpikeportError(f"input shape {input_shape!r} is not a tuple of integers") from None
+    if not shape or min(shape) < 1:
+        raise SpikeportError(f"input shape {shape} must have dimensions >= 1")
+    if math.prod(shape) > limit:
+        raise SpikeportError(f"input shape {shape} has {math.prod(shape):,} values per sample, above the limit of "
+                             f"{limit:,}; the checkpoint is damaged or not for these data")
+    return shape

@@ -6,15 +6,28 @@ Ctrl-C in one line and exit code 130; `--debug` shows the traceback instead.
 """
 from __future__ import annotations
 
-import argparse
+import os
+import signal
 import sys
-from pathlib import Path
 
-import backends
-from backends.graph import GraphError
-from backends.nirext import ENCODINGS, ExtensionError
-from pipeline import __version__, api, checks
-from pipeline.errors import SpikeportError
+
+def _interrupted_while_starting(signum, frame) -> None:
+    os.write(2, b"spikeport: interrupted while starting; nothing was written\n")
+    os._exit(130)
+
+
+# Ctrl-C while torch and the backends load (seconds): one line, until main() hands SIGINT to its error boundary
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "spikeport":
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import backends  # noqa: E402
+from backends.graph import GraphError  # noqa: E402
+from backends.nirext import ENCODINGS, ExtensionError  # noqa: E402
+from pipeline import __version__, api, checks  # noqa: E402
+from pipeline.errors import SpikeportError  # noqa: E402
 
 EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
@@ -64,6 +77,13 @@ def _add_encoding_arg(p: argparse.ArgumentParser, default: str | None = None) ->
                         + (default or "the graph's own (metadata), direct if it says none"))
 
 
+def _percentile(value: str) -> float:
+    try:
+        return checks.percentile(value)
+    except SpikeportError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 100], got {value!r}") from None
+
+
 def _choices(names) -> str:
     return ", ".join(names)
 
@@ -82,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     common.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--max-memory", type=_number, default=None, metavar="GB",
+                        help="refuse runs estimated to need more memory than this (default: the memory available)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", parents=[common], help="train an ANN from the model zoo and write a checkpoint")
@@ -98,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint from `spikeport train`, or a state_dict with --model")
     p.add_argument("--model", default=None, help="package.module:factory building your own torch model")
     p.add_argument("--method", default="robustnorm", choices=method_names())
-    p.add_argument("--percentile", type=float, default=None, help="percentile for robustnorm (default 99.9)")
+    p.add_argument("--percentile", type=_percentile, default=None, help="percentile for robustnorm (default 99.9)")
     p.add_argument("--granularity", default=None, choices=["layer", "channel", "neuron"],
                    help="one threshold scale per layer (maxnorm, robustnorm default), channel or neuron "
                    "(dnisnm default)")
@@ -197,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="snn2ann", choices=trainer_names())
     p.add_argument("--model", default="digits-cnn", choices=MODEL_NAMES, help="architecture (a chain model)")
     p.add_argument("--T", type=_positive, default=4, help="time steps")
+    p.add_argument("--max-T", type=_positive, default=checks.DEFAULT_MAX_T, help="refuse T above this")
     p.add_argument("--epochs", type=_positive, default=20)
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--lr", type=_number, default=None, help="learning rate (default: the method's)")
@@ -226,14 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dataset(args):
     from pipeline.data.datasets import load_dataset
-    return load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    checks.dataset_samples(ds)
+    return ds
 
 
-def _test_data(args):
+def _test_data(args, graph):
     ds = _dataset(args)
+    checks.graph_for_dataset(graph, ds, getattr(args, "encoding", None))
     n = len(ds.test_x) if args.limit is None else min(args.limit, len(ds.test_x))
-    if n == 0:
-        raise SpikeportError(f"data set {args.dataset} has no test samples")
     return ds, ds.test_x[:n].numpy(), ds.test_y[:n].numpy()
 
 
@@ -252,7 +276,8 @@ def cmd_train(args) -> int:
     except ValueError as err:
         raise SpikeportError(f"{args.model} on {args.dataset}: {err}") from None
     history = api.train(model, ds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                        device=args.device, progress=not args.quiet, state_path=args.state)
+                        device=args.device, progress=not args.quiet, state_path=args.state,
+                        max_memory_gb=args.max_memory)
     path = save_checkpoint(args.out, model.cpu(), model_name=args.model, input_shape=ds.input_shape,
                            num_classes=ds.num_classes, extra={"history": history.epochs, "seed": args.seed,
                                                               "dataset": args.dataset})
@@ -262,8 +287,8 @@ def cmd_train(args) -> int:
 
 def cmd_convert(args) -> int:
     from pipeline.io.checkpoints import load_model
-    model, _ = load_model(args.checkpoint, args.model)
     ds = _dataset(args)
+    model, _ = load_model(args.checkpoint, args.model, input_shape=ds.input_shape)
     calib = ds.train_x if args.calib_samples is None else ds.train_x[:args.calib_samples]
     graph = api.convert(model, calib, method=args.method, T=args.T, source=str(args.checkpoint), encoding=args.encoding,
                         progress=not args.quiet, **_given(percentile=args.percentile, granularity=args.granularity,
@@ -284,8 +309,7 @@ def cmd_simulate(args) -> int:
     from pipeline.io.atomic import write_json
     from pipeline.io.provenance import provenance
     graph = api.load(args.model_nir, convention=args.convention)
-    _, x, y = _test_data(args)
-    y = checks.labels_for(y, len(x), checks.graph_output_size(graph))
+    _, x, y = _test_data(args, graph)
     rows = []
     for T in args.T:
         run = api.simulate(graph, x, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T,
@@ -301,7 +325,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_energy(args) -> int:
     graph = api.load(args.model_nir)
-    _, x, _ = _test_data(args)
+    _, x, _ = _test_data(args, graph)
     report = api.energy(graph, x, target=args.target, T=args.T, data_movement=args.data_movement,
                         memory_level=args.memory_level, encoding=args.encoding, seed=args.seed)
     print(report.to_markdown())
@@ -326,7 +350,7 @@ def cmd_sweep(args) -> int:
     ds = _dataset(args)
     seed_everything(args.seed)
     if args.checkpoint:
-        ann, _ = load_model(args.checkpoint)
+        ann, _ = load_model(args.checkpoint, input_shape=ds.input_shape)
     else:
         ann = build_model(args.model, ds.input_shape, ds.num_classes)
         api.train(ann, ds, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet)
@@ -363,7 +387,7 @@ def cmd_export(args) -> int:
 def cmd_parity(args) -> int:
     from pipeline.reports.parity import Tolerances, table, write_outputs
     graph = api.load(args.model_nir, convention=args.convention)
-    _, x, y = _test_data(args)
+    _, x, y = _test_data(args, graph)
     tol = Tolerances(agreement=args.agreement, layer_rel=args.layer_tolerance, output_rel=args.output_tolerance)
     result = api.parity(graph, x, y, backends=[n.strip() for n in args.backends.split(",") if n.strip()], T=args.T,
                         approximate=args.approximate, tolerances=tol, progress=not args.quiet, encoding=args.encoding,
@@ -389,8 +413,8 @@ def cmd_train_snn(args) -> int:
         raise SpikeportError(f"{args.model} on {args.dataset}: {err}") from None
     net = api.train_snn(ann, ds, args.method, T=args.T, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, device=args.device, progress=not args.quiet, state_path=args.state,
-                        **_given(unit=args.unit, ata=args.ata, wft=args.wft, distill=args.distill,
-                                 neuron=args.neuron))
+                        max_T=args.max_T, max_memory_gb=args.max_memory,
+                        **_given(unit=args.unit, ata=args.ata, wft=args.wft, distill=args.distill, neuron=args.neuron))
     if distributed.world()[0] != 0:
         return 0
     last = net.history[-1]
@@ -413,6 +437,7 @@ def cmd_demo(args) -> int:
 def cmd_quantize(args) -> int:
     graph = api.load(args.model_nir)
     ds = _dataset(args)
+    checks.graph_for_dataset(graph, ds)
     q = api.quantize(graph, ds.train_x, target=args.target, weight_bits=args.weight_bits, input_bits=args.input_bits,
                      payload_bits=args.payload_bits)
     for name, layer in q.layers.items():
@@ -424,7 +449,7 @@ def cmd_quantize(args) -> int:
 
 def cmd_deploy(args) -> int:
     graph = api.load(args.model_nir)
-    ds, x, y = _test_data(args)
+    ds, x, y = _test_data(args, graph)
     bundle = api.deploy(graph, ds.train_x, x, y, args.out, target=args.target, T=args.T, progress=not args.quiet,
                         encoding=args.encoding, seed=args.seed)
     for row in bundle.accuracy:
@@ -438,12 +463,39 @@ COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate
             "parity": cmd_parity, "train-snn": cmd_train_snn, "export": cmd_export}
 
 
+SET_OUTPUTS = {"sweep": "pipeline.reports.sweep", "deploy": "pipeline.hardware.deploy",
+               "parity": "pipeline.reports.parity", "demo": "pipeline.reports.demo"}
+
+
+def _inputs(args) -> list[str]:
+    """The files a command reads (no output may replace them); --state is read and rewritten by the command."""
+    paths = [getattr(args, name, None) for name in ("model_nir", "checkpoint", "data_root")]
+    target = getattr(args, "target", None)
+    return [p for p in paths if p] + ([target] if target and Path(target).exists() else [])
+
+
+def _check_outputs(args) -> None:
+    """Refuse, before any work, outputs that would replace an input, a device or a foreign folder."""
+    from importlib import import_module
+
+    from pipeline.io.atomic import check_outputs
+    files = {f"--{name}": getattr(args, name, None) for name in ("json", "plot", "state")}
+    if args.command in SET_OUTPUTS:
+        check_outputs(files, ("--out", args.out, import_module(SET_OUTPUTS[args.command]).OUTPUTS))
+    else:
+        check_outputs({"--out": getattr(args, "out", None), **files})
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.io.atomic import protect
     args = build_parser().parse_args(argv)
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        if args.command != "demo":
-            checks.device(args.device)
-        return COMMANDS[args.command](args)
+        checks.device(args.device)
+        with protect(_inputs(args)):
+            _check_outputs(args)
+            return COMMANDS[args.command](args)
     except USER_ERRORS as err:
         if args.debug:
             raise

@@ -104,9 +104,8 @@ def test_failed_nir_write_leaves_previous_file_intact(tmp_path, monkeypatch):
     write_nir(target, good)
     before = target.read_bytes()
 
-    def crash(path, graph):
-        with open(path, "wb") as fh:
-            fh.write(b"\x89HDF partial")
+    def crash(buffer, graph):
+        buffer.write(b"\x89HDF partial")
         raise RuntimeError("killed mid-write")
     monkeypatch.setattr(nir, "write", crash)
     with pytest.raises(RuntimeError):

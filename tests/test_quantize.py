@@ -107,7 +107,7 @@ def test_unsupported_nodes_and_formats_are_named():
     with pytest.raises(QuantizeError, match="node 'if1': LIF has no fixed-point form"):
         quantize(g, "loihi2", np.ones((4, 2)))
     g = mlp(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
-    with pytest.raises(QuantizeError, match="weight_bits must be in 1..8"):
+    with pytest.raises(QuantizeError, match="weight_bits must be in 2..8"):
         quantize(g, "loihi2", np.ones((4, 2)), weight_bits=9)
     with pytest.raises(Exception, match="formats.weight_bits"):
         quantize(g, "cmos45nm", np.ones((4, 2)))

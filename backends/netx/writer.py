@@ -193,8 +193,8 @@ def export_netx(graph: nir.NIRGraph, path, *, input_scale: float = 1.0, approxim
 
     The netx network takes inputs multiplied by `input_scale` (integers on Lava's graded input port).
     Raises `backends.Unsupported` naming the node when netx cannot express the graph, or when it can
-    only approximately and `approximate` is False. `path` is written directly (callers in `pipeline`
-    wrap this with pipeline.io.atomic.write_with).
+    only approximately and `approximate` is False. `path` (a path or a binary file object) is written
+    directly (callers in `pipeline` pass pipeline.io.atomic.write_with's in-memory buffer).
     """
     p = plan(graph, input_scale)
     if p.approximations and not approximate:
@@ -207,7 +207,7 @@ def export_netx(graph: nir.NIRGraph, path, *, input_scale: float = 1.0, approxim
 
 def write(p: Plan, path) -> None:
     """The HDF5 file for plan `p` (layout in backends/netx/layout.py)."""
-    with h5py.File(Path(path), "w") as f:
+    with h5py.File(path if hasattr(path, "write") else Path(path), "w") as f:
         f.attrs[ATTR] = json.dumps({"version": 1, "input_scale": p.input_scale, "output_scale": p.output_scale,
                                     "approximations": p.approximations,
                                     "nodes": [[layer.synapse, layer.neuron] for layer in p.layers]})

@@ -14,13 +14,14 @@ import nir
 import backends
 from backends.netx import export_netx
 from backends.nirext import fixed_point
-from pipeline.io.atomic import write_json, write_nir, write_text, write_with
+from pipeline.io.atomic import output_set, write_json, write_nir, write_text, write_with
 from pipeline.hardware.hwconfig import HwConfig, load_hwconfig
 from pipeline.hardware.quantize import Quantized, output_peak, quantize
 from pipeline.io.render import markdown_table
 from pipeline.hardware.resources import resource_map
 
 SWEEP_BITS = (8, 6, 4, 2)
+OUTPUTS = ("model.q.nir", "resources.json", "report.json", "report.md", "model.net")
 
 @dataclass
 class Bundle:
@@ -55,8 +56,9 @@ def accuracy_sweep(graph: nir.NIRGraph, hw: HwConfig, calib_x, x, y, T: int, bit
 def deploy(graph: nir.NIRGraph, target: HwConfig | str, out: str | Path, calib_x, x, y, T: int = 32,
            progress: bool = False, encoding: str = "direct") -> Bundle:
     """Quantize `graph` for `target` at its full weight width, map it to cores, measure accuracy on (x, y) at
-    each width of SWEEP_BITS and energy where the target publishes per-operation energies; write the bundle.
-    `x` (and `calib_x`) are direct or time-varying inputs as `encoding` delivers them."""
+    each width of SWEEP_BITS and energy where the target publishes per-operation energies; write the bundle
+    into folder `out` as one output set (complete or absent, pipeline.io.atomic.output_set). `x` (and `calib_x`)
+    are direct or time-varying inputs as `encoding` delivers them."""
     hw = target if isinstance(target, HwConfig) else load_hwconfig(target)
     out = Path(out)
     full = hw.fixed_point_formats()["weight_bits"]
@@ -64,17 +66,19 @@ def deploy(graph: nir.NIRGraph, target: HwConfig | str, out: str | Path, calib_x
     rows, quantized = accuracy_sweep(graph, hw, calib_x, x, y, T, tuple(sorted({full, *SWEEP_BITS}, reverse=True)),
                                      progress)
     q = quantized[full]
-    files = {"graph": write_nir(out / "model.q.nir", q.graph),
-             "resources": write_json(out / "resources.json", resources.to_dict())}
     energy = _energy(q, hw, x, T, encoding)
-    netx = _netx(q.graph, out)
-    if "path" in netx:
-        files["netx"] = Path(netx["path"])
-    report = {"target": hw.name, "T": T, "encoding": encoding, "samples": len(x), "accuracy": rows, "layers": q.layers,
-              "resources": resources.to_dict(), "energy": energy, "netx": netx}
-    files["report_json"] = write_json(out / "report.json", report)
-    files["report"] = write_text(out / "report.md", _markdown(report, resources.to_markdown()))
-    return Bundle(out, files, rows, report)
+    with output_set(out, OUTPUTS, "deploy") as tmp:
+        files = {"graph": write_nir(tmp / "model.q.nir", q.graph),
+                 "resources": write_json(tmp / "resources.json", resources.to_dict())}
+        netx = _netx(q.graph, tmp)
+        if "path" in netx:
+            files["netx"] = tmp / "model.net"
+            netx["path"] = str(out / "model.net")
+        report = {"target": hw.name, "T": T, "encoding": encoding, "samples": len(x), "accuracy": rows,
+                  "layers": q.layers, "resources": resources.to_dict(), "energy": energy, "netx": netx}
+        files["report_json"] = write_json(tmp / "report.json", report)
+        files["report"] = write_text(tmp / "report.md", _markdown(report, resources.to_markdown()))
+    return Bundle(out, {k: out / p.name for k, p in files.items()}, rows, report)
 
 
 def _energy(q: Quantized, hw: HwConfig, x, T: int, encoding: str) -> dict:

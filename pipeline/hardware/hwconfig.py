@@ -42,6 +42,9 @@ SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
         "conv_weight_sharing": (BOOLEAN, OPTIONAL),
     },
 }
+# bounds of the number formats: a sign bit plus one magnitude bit at least, exponents a float64 can scale by
+FORMAT_RANGES = {"weight_bits": (2, 32), "state_bits": (2, 64), "threshold_bits": (1, 64), "bias_mant_bits": (2, 64),
+                 "weight_exp_min": (-64, 64), "weight_exp_max": (-64, 64), "bias_exp_max": (0, 64)}
 FIXED_POINT_FORMATS = ("weight_bits", "state_bits", "threshold_bits", "weight_exp_min", "weight_exp_max",
                        "bias_mant_bits", "bias_exp_max")
 
@@ -93,6 +96,10 @@ def load_hwconfig(name_or_path: str | Path) -> HwConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise HwConfigError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise HwConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the TOML file as UTF-8") from None
+    except OSError as err:
+        raise HwConfigError(f"{path}: cannot be read ({err.strerror}); give the path of a .toml file") from None
     tables = _validate(path, data)
     energy = tables.get("energy")
     return HwConfig(
@@ -171,3 +178,7 @@ def _check_value(path: Path, key: str, kind: str, value) -> None:
         raise HwConfigError(f"{path}: key '{key}' must be finite and >= 0 (an energy in pJ), got {value!r}")
     if kind == INTEGER and value < 1:
         raise HwConfigError(f"{path}: key '{key}' must be {kind}, got {value!r}")
+    section, _, name = key.partition(".")
+    if section == "formats" and not FORMAT_RANGES[name][0] <= value <= FORMAT_RANGES[name][1]:
+        lo, hi = FORMAT_RANGES[name]
+        raise HwConfigError(f"{path}: key '{key}' must be in [{lo}, {hi}], got {value!r}")

@@ -203,8 +203,13 @@ def quantize(graph: nir.NIRGraph, target: HwConfig | str, calib_x, *, weight_bit
         raise QuantizeError(f"{hw.path}: formats.state_bits is {fmt['state_bits']}, but spikeport's fixed-point "
                             f"arithmetic (Lava's bit-accurate models) has {fx.STATE_BITS}-bit states")
     bits = fmt["weight_bits"] if weight_bits is None else int(weight_bits)
-    if not 1 <= bits <= fmt["weight_bits"]:
-        raise QuantizeError(f"weight_bits must be in 1..{fmt['weight_bits']} for target {hw.name!r}, got {bits}")
+    if not 2 <= bits <= fmt["weight_bits"]:
+        raise QuantizeError(f"weight_bits must be in 2..{fmt['weight_bits']} for target {hw.name!r} (a sign bit and "
+                            f"at least one magnitude bit), got {bits}")
+    for what, width in (("input_bits", input_bits), ("payload_bits", payload_bits)):
+        if not 2 <= int(width) <= fx.STATE_BITS:
+            raise QuantizeError(f"{what} must be in 2..{fx.STATE_BITS} (the {fx.STATE_BITS}-bit neuron state), "
+                                f"got {width}")
     g = copy.deepcopy(graph)
     view = analyse(g)
     for name in view.order:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline.errors import SpikeportError
+from pipeline import checks
 from pipeline.data.zoo import build_model
+from pipeline.errors import SpikeportError
 
 
 def import_factory(spec: str):
@@ -28,16 +29,23 @@ def import_factory(spec: str):
     return factory
 
 
-def load_model(checkpoint, model_spec: str | None = None) -> tuple[torch.nn.Module, dict]:
-    """The model and the checkpoint dict; `model_spec` overrides the architecture stored in the checkpoint."""
+def load_model(checkpoint, model_spec: str | None = None, input_shape=None) -> tuple[torch.nn.Module, dict]:
+    """The model and the checkpoint dict; `model_spec` overrides the architecture stored in the checkpoint.
+    With `input_shape` (the data's), a checkpoint written for other data is refused before its model is built."""
     path = Path(checkpoint)
     if model_spec:
-        model = import_factory(model_spec)()
+        factory = import_factory(model_spec)
+        try:
+            model = factory()
+        except TypeError as err:
+            raise SpikeportError(f"--model {model_spec!r} cannot be called without arguments ({err}); give a "
+                                 "factory that builds the model with no arguments") from None
         if not isinstance(model, torch.nn.Module):
             raise SpikeportError(f"--model {model_spec!r} returned {type(model).__name__}, not a torch.nn.Module")
         state = _state_dict_file(path)
     else:
         state = load_checkpoint(path)
+        _check_shape(path, state, input_shape)
         try:
             model = build_model(state["model"], state["input_shape"], state["num_classes"], **state.get("options", {}))
         except (KeyError, ValueError, TypeError) as err:
@@ -52,6 +60,18 @@ def load_model(checkpoint, model_spec: str | None = None) -> tuple[torch.nn.Modu
         raise SpikeportError(f"checkpoint {path} does not fit the model's architecture: "
                              f"{' '.join(s.strip() for s in summary)[:300]}") from None
     return model.eval(), state
+
+
+def _check_shape(path: Path, state: dict, input_shape) -> None:
+    if "input_shape" not in state:
+        return
+    try:
+        shape = checks.input_size(state["input_shape"])
+    except SpikeportError as err:
+        raise SpikeportError(f"checkpoint {path}: {err}") from None
+    if input_shape is not None and shape != tuple(input_shape):
+        raise SpikeportError(f"checkpoint {path} was trained on samples of shape {shape}, the data set's are "
+                             f"{tuple(input_shape)}; choose the matching --dataset")
 
 
 def _check_finite(path: Path, state_dict) -> None:

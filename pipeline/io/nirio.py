@@ -1,12 +1,16 @@
 """Reading NIR files as a user hands them to spikeport: every failure is one line naming the file and the node.
 
-HDF5 parsing runs in a forked child with a time limit: a damaged file can make the HDF5 library loop
-forever or crash, and that must end in a SpikeportError, not a hung or dead CLI. Writing goes through
+HDF5 parsing runs in a forked child with a time limit that dies with its parent: a damaged file can make the
+HDF5 library loop forever or crash, and that must end in a SpikeportError, not a hung or dead CLI. Writing goes through
 `pipeline.io.atomic.write_nir`, so a .nir file is complete or absent.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import stat
 from pathlib import Path
 
 import h5py
@@ -20,6 +24,7 @@ from pipeline.errors import SpikeportError
 _FIX = "the file is damaged or was not written by a NIR 1.x tool; re-export it (e.g. `spikeport convert`)"
 MIN_READ_SECONDS = 30.0   # time limit for parsing a file, plus one second per MB
 MAX_EXPANSION = 1000      # declared data may exceed the file size this many times (NIR compresses), plus 1 GB
+PR_SET_PDEATHSIG = 1      # linux/prctl.h
 
 def read_graph(path, convention: str = "auto", timeout: float | None = None) -> nir.NIRGraph:
     """Read and validate a NIR file (node types, edges, shapes, parameters, spikeport metadata), or raise
@@ -34,8 +39,7 @@ def read_graph_notes(path, convention: str = "auto", timeout: float | None = Non
     """`read_graph`, plus the notes of the conventions translated (empty for a spikeport file)."""
     from pipeline.io.nirimport import detect, read
     path = Path(path)
-    if not path.is_file():
-        raise SpikeportError(f"{path}: no such NIR file")
+    _check_regular(path)
     if not h5py.is_hdf5(path):
         raise SpikeportError(f"{path}: not a NIR file (not HDF5); write one with `spikeport convert`")
     if timeout is None:
@@ -60,7 +64,35 @@ def _parse(path: Path) -> nir.NIRGraph:
                              f"{_FIX}") from None
 
 
-def _parse_child(path: Path, conn) -> None:
+def _check_regular(path: Path) -> None:
+    """A missing path, a folder, a device or a FIFO each get their own message (h5py would block on a FIFO)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SpikeportError(f"{path}: no such NIR file") from None
+    except OSError as err:
+        raise SpikeportError(f"{path}: cannot be read ({err.strerror}); check the path and its permissions") from None
+    if stat.S_ISDIR(mode):
+        raise SpikeportError(f"{path} is a folder, not a NIR file; give the path of a .nir file")
+    if not stat.S_ISREG(mode):
+        raise SpikeportError(f"{path} is a device, FIFO or socket, not a NIR file; give the path of a .nir file")
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this child when its parent dies (Linux), so a killed CLI leaves no parser behind
+    (blocked on a pipe nobody reads, holding the caller's terminal); elsewhere, exit if already orphaned.
+    Ctrl-C reaches the whole process group: the child ignores it and the parent, interrupted, kills it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _parse_child(path: Path, conn, parent: int) -> None:
+    _die_with_parent(parent)
     try:
         conn.send(("graph", _parse(path)))
     except SpikeportError as err:
@@ -73,7 +105,7 @@ def _parse_isolated(path: Path, timeout: float) -> nir.NIRGraph:
         return _parse(path)
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_parse_child, args=(path, sender), daemon=True)
+    proc = ctx.Process(target=_parse_child, args=(path, sender, os.getpid()), daemon=True)
     proc.start()
     sender.close()
     try:

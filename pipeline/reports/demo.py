@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import backends
-from pipeline.io.atomic import write_json, write_nir, write_text
+from pipeline.io.atomic import output_set, write_json, write_nir, write_text
 from pipeline.conversion.registry import convert, get_method
 from pipeline.data.datasets import load_dataset
 from pipeline.data.encoding import check as check_encoding, encode
@@ -21,6 +21,9 @@ from pipeline.io.nirio import read_graph
 from pipeline.io.provenance import provenance
 from pipeline.io.render import RUN_COLUMNS, accuracy_plot, energy_plot, markdown_table
 from pipeline.training.ann import TrainConfig, evaluate, save_checkpoint, seed_everything, train_ann
+
+
+OUTPUTS = ("ann.pt", "model.nir", "accuracy_vs_T.png", "energy_per_layer.png", "results.json", "report.md")
 
 
 @dataclass
@@ -44,8 +47,15 @@ def say(msg: str) -> None:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Run every stage, write the artifacts under `cfg.out`, and return the results dict."""
-    out = Path(cfg.out)
+    """Run every stage, write the artifacts under `cfg.out` as one output set (complete or absent), and return
+    the results dict."""
+    with output_set(cfg.out, OUTPUTS, "demo") as out:
+        results = _demo_into(out, cfg)
+    say(f"wrote {Path(cfg.out) / 'report.md'}, {Path(cfg.out) / 'results.json'}, plots")
+    return results
+
+
+def _demo_into(out: Path, cfg: DemoConfig) -> dict:
     ds = load_dataset("digits", seed=cfg.seed)
     say(f"data: digits, {len(ds.train_x)} train / {len(ds.test_x)} test samples of shape {ds.input_shape}")
     seed_everything(cfg.seed)
@@ -63,7 +73,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                     progress=cfg.progress)
     write_nir(out / "model.nir", graph)
     graph = read_graph(out / "model.nir")
-    say(f"converted with {cfg.method} -> {out / 'model.nir'} ({len(graph.nodes)} nodes)")
+    say(f"converted with {cfg.method} -> {Path(cfg.out) / 'model.nir'} ({len(graph.nodes)} nodes)")
 
     x, y = ds.test_x.numpy(), ds.test_y.numpy()
     reference = backends.get("reference")
@@ -109,7 +119,6 @@ def run_demo(cfg: DemoConfig) -> dict:
     energy_plot(out / "energy_per_layer.png", energy.to_dict()["layers"], f"energy per inference, {hw.name}, T={cfg.energy_T}")
     write_json(out / "results.json", results)
     write_text(out / "report.md", _report(results, reports))
-    say(f"wrote {out / 'report.md'}, {out / 'results.json'}, plots")
     return results
 
 

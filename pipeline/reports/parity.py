@@ -15,11 +15,12 @@ import numpy as np
 import backends
 from backends.graph import analyse
 from backends.nirext import NEURON_TYPES
-from pipeline.io.atomic import write_json
+from pipeline.io.atomic import output_set, write_json
 from pipeline.io.nirimport import IMPORTED
 from pipeline.io.render import markdown_table, plt, save_figure
 
 REFERENCE = "reference"
+OUTPUTS = ("parity.json", "parity_layers.png")
 
 
 @dataclass(frozen=True)
@@ -138,5 +139,8 @@ def layer_plot(path, result: dict) -> Path:
 
 
 def write_outputs(result: dict, out: Path) -> tuple[Path, Path]:
-    """parity.json and parity_layers.png in `out` (both atomic)."""
-    return write_json(Path(out) / "parity.json", result), layer_plot(Path(out) / "parity_layers.png", result)
+    """parity.json and parity_layers.png in folder `out`, one output set (complete or absent)."""
+    with output_set(out, OUTPUTS, "parity") as tmp:
+        write_json(tmp / "parity.json", result)
+        layer_plot(tmp / "parity_layers.png", result)
+    return Path(out) / "parity.json", Path(out) / "parity_layers.png"

@@ -17,7 +17,7 @@ import torch
 import backends
 from backends.nirext import with_encoding
 from pipeline.data import encoding as enc
-from pipeline.io.atomic import write_json, write_nir, write_text
+from pipeline.io.atomic import output_set, write_json, write_nir, write_text
 from pipeline.conversion.calibrate import GRANULARITIES
 from pipeline.conversion.registry import BALANCED_RESETS, check_reset, convert, get_method, prepare
 from pipeline.errors import SpikeportError
@@ -29,6 +29,7 @@ from pipeline.reports.stats import cheapest_reaching, mcnemar, pareto_front, wil
 from pipeline.training.ann import evaluate, predict
 
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128)
+OUTPUTS = ("*.nir", "results.json", "report.md", "accuracy_vs_T.png")
 
 
 @dataclass
@@ -72,8 +73,13 @@ class Variant:
 
 
 def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
-    """Run every method at every T; write results.json, report.md, accuracy_vs_T.png and one .nir per method."""
-    out = Path(cfg.out)
+    """Run every method at every T; write results.json, report.md, accuracy_vs_T.png and one .nir per method
+    into `cfg.out` as one output set (complete or absent; a concurrent sweep into it is refused)."""
+    with output_set(cfg.out, OUTPUTS, "sweep") as out:
+        return _sweep_into(out, ann, dataset, cfg, log)
+
+
+def _sweep_into(out: Path, ann, dataset, cfg: SweepConfig, log) -> dict:
     variants = [Variant.parse(m) for m in cfg.methods]
     n = len(dataset.test_x) if cfg.limit is None else min(cfg.limit, len(dataset.test_x))
     x, y = dataset.test_x[:n].numpy(), dataset.test_y[:n].numpy()

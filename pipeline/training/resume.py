@@ -59,19 +59,27 @@ def load_state(path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
                              "afresh") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SpikeportError(f"{path} is not a spikeport training state ({FORMAT}); delete it to start afresh")
+    missing = [key for key in ("epoch", "history", "extra", "model", "optimizer", "scheduler", "rng") if key not in state]
+    if missing:
+        raise SpikeportError(f"training state {path} lacks {', '.join(map(repr, missing))} (damaged or hand-edited); "
+                             "delete it to start afresh")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise SpikeportError(f"training state {path} was written for another architecture "
                              f"({str(err).splitlines()[1].strip()[:200]}); delete it or choose another path") from None
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
-    name, keys, *rest = rng["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(rng["python"])
-    if generator is not None and rng["generator"] is not None:
-        generator.set_state(rng["generator"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        random.setstate(rng["python"])
+        if generator is not None and rng["generator"] is not None:
+            generator.set_state(rng["generator"])
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as err:
+        raise SpikeportError(f"training state {path}: its optimizer, scheduler or random-number state cannot be "
+                             f"restored ({type(err).__name__}: {str(err)[:120]}); delete it to start afresh") from None
     return TrainingState(epoch=state["epoch"], history=state["history"], extra=state["extra"])
