@@ -33,19 +33,6 @@ LAVA, REF = LavaBackend(), backends.get("reference")
 FEW = settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
-def reference_takes_time_varying() -> bool:
-    """Whether the reference simulator accepts (N, T, *shape) inputs (being added beside this work)."""
-    try:
-        REF.run(single_if(1, 1.0), np.zeros((1, 2, 1), np.float32), 2)
-    except ValueError:
-        return False
-    return True
-
-
-needs_reference = pytest.mark.skipif(not reference_takes_time_varying(),
-                                     reason="the reference simulator does not accept (N, T, ...) inputs yet")
-
-
 def events(rng: np.random.Generator, shape) -> np.ndarray:
     """Random input events for samples of `shape` (T, ...), one sample of each kind: binary {0, 1}, signed
     {-1, 0, 1}, graded multiples of 1/8 in [-2, 2] (half of them 0)."""
@@ -223,7 +210,6 @@ def test_blocks_crossing_sample_boundaries_give_the_same_run(monkeypatch):
     assert_same_spikes(blocks, float_loop(g, x)[0])
 
 
-@needs_reference
 @FEW
 @given(seed=st.integers(0, 2**16))
 def test_float_spike_for_spike_with_the_reference(seed):
@@ -236,7 +222,6 @@ def test_float_spike_for_spike_with_the_reference(seed):
     np.testing.assert_allclose(run.outputs, ref.outputs, rtol=0, atol=1e-6)
 
 
-@needs_reference
 @FEW
 @given(seed=st.integers(0, 2**16))
 def test_fixed_point_spike_for_spike_with_the_reference(seed):
