@@ -1,5 +1,5 @@
 """The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy, parity,
-train-snn (python -m pipeline.cli), a thin layer over the Python API in `pipeline.api`.
+train-snn, fetch (python -m pipeline.cli), a thin layer over the Python API in `pipeline.api`.
 
 User mistakes end in one line on stderr and exit code 2, an internal error in one line and exit code 1,
 Ctrl-C in one line and exit code 130; `--debug` shows the traceback instead.
@@ -28,8 +28,10 @@ USER_ERRORS = (SpikeportError, GraphError, ExtensionError, backends.Unsupported)
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     from pipeline.data.datasets import DATASET_NAMES
     p.add_argument("--dataset", default="digits", choices=DATASET_NAMES,
-                   help="data set (default digits, embedded); mnist, cifar10, cifar100 read from --data-root")
-    p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist, cifar10, cifar100)")
+                   help="data set (default digits, embedded); mnist, fashion-mnist fetched once into the cache "
+                   "($SPIKEPORT_CACHE) unless --data-root; cifar10, cifar100 read from --data-root")
+    p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist, fashion-mnist, cifar10, "
+                   "cifar100)")
     p.add_argument("--seed", type=_seed, default=0, help="seed for data split, initialisation and shuffling")
     p.add_argument("--limit", type=_positive, default=None, help="use only the first N test samples")
 
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/ann.pt", help="checkpoint path (written atomically)")
     p.add_argument("--state", default=None, metavar="PATH",
                    help="training state saved after every epoch; an existing one is resumed (same settings)")
+    p.add_argument("--augment", default="none", choices=("none", "crop", "crop-flip"),
+                   help="random crop after 2-pixel padding; crop-flip also mirrors left-right (Fashion-MNIST)")
     _add_data_args(p)
 
     p = sub.add_parser("convert", parents=[common], help="convert a trained ANN into a spiking NIR graph")
@@ -193,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/model.nir")
     _add_data_args(p)
 
+    p = sub.add_parser("fetch", parents=[common], help="fetch MNIST / Fashion-MNIST once into the cache "
+                       "($SPIKEPORT_CACHE, else the XDG cache folder), verified by SHA-256")
+    p.add_argument("dataset", choices=("mnist", "fashion-mnist", "all"))
+
     p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--epochs", type=_positive, default=30)
@@ -204,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dataset(args):
     from pipeline.data.datasets import load_dataset
-    return load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    return load_dataset(args.dataset, data_root=args.data_root, seed=args.seed, progress=not args.quiet)
 
 
 def _test_data(args):
@@ -230,10 +238,10 @@ def cmd_train(args) -> int:
     except ValueError as err:
         raise SpikeportError(f"{args.model} on {args.dataset}: {err}") from None
     history = api.train(model, ds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                        device=args.device, progress=not args.quiet, state_path=args.state)
+                        device=args.device, progress=not args.quiet, state_path=args.state, augment=args.augment)
     path = save_checkpoint(args.out, model.cpu(), model_name=args.model, input_shape=ds.input_shape,
                            num_classes=ds.num_classes, extra={"history": history.epochs, "seed": args.seed,
-                                                              "dataset": args.dataset})
+                                                              "dataset": args.dataset, "augment": args.augment})
     print(f"test accuracy {100 * history.epochs[-1]['test_accuracy']:.2f}% after {args.epochs} epochs; wrote {path}")
     return 0
 
@@ -350,6 +358,13 @@ def cmd_train_snn(args) -> int:
     return 0
 
 
+def cmd_fetch(args) -> int:
+    from pipeline.data.fetch import SOURCES, fetch
+    for name in SOURCES if args.dataset == "all" else (args.dataset,):
+        print(f"{name}: {fetch(name, progress=not args.quiet)}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from pipeline.reports.demo import DemoConfig, run_demo
     run_demo(DemoConfig(out=Path(args.out), method=args.method, epochs=args.epochs, lava_samples=args.lava_samples,
@@ -381,7 +396,7 @@ def cmd_deploy(args) -> int:
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
             "sweep": cmd_sweep, "demo": cmd_demo, "quantize": cmd_quantize, "deploy": cmd_deploy,
-            "parity": cmd_parity, "train-snn": cmd_train_snn}
+            "parity": cmd_parity, "train-snn": cmd_train_snn, "fetch": cmd_fetch}
 
 
 def main(argv: list[str] | None = None) -> int:
