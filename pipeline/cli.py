@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/model.nir")
     _add_data_args(p)
 
-    p = sub.add_parser("simulate", parents=[common], help="run a NIR file on a backend and report accuracy")
+    p = sub.add_parser("simulate", parents=[common], help="run a NIR file on a backend and report accuracy; "
+                       "under torchrun the test set is split over the processes")
     p.add_argument("model_nir", metavar="MODEL.nir")
     p.add_argument("--backend", default="reference", choices=backends.names())
     p.add_argument("--T", type=_positive, nargs="+", default=[32], help="time steps (several allowed)")
@@ -260,19 +261,24 @@ def cmd_convert(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    from pipeline import sharded
     from pipeline.io.atomic import write_json
     from pipeline.io.provenance import provenance
+    from pipeline.training import distributed
+    distributed.init_from_env(checks.device(args.device))   # under torchrun each process runs a share of the samples
+    first = distributed.world()[0] == 0
     graph = api.load(args.model_nir)
     _, x, y = _test_data(args)
     y = checks.labels_for(y, len(x), checks.graph_output_size(graph))
     rows = []
     for T in args.T:
-        run = api.simulate(graph, x, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T)
+        run = sharded.simulate(graph, x, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T)
         rows.append({"backend": run.backend, "T": T, "accuracy": run.accuracy(y), "spikes_per_sample": run.spikes_per_sample,
                      "samples": len(x), "seconds": run.seconds, "approximate": run.approximate})
-        print(f"{run.backend} T={T}: accuracy {100 * rows[-1]['accuracy']:.2f}% on {len(x)} samples, "
-              f"{run.spikes_per_sample:.0f} spikes/sample, {run.seconds:.2f} s")
-    if args.json:
+        if first:
+            print(f"{run.backend} T={T}: accuracy {100 * rows[-1]['accuracy']:.2f}% on {len(x)} samples, "
+                  f"{run.spikes_per_sample:.0f} spikes/sample, {run.seconds:.2f} s")
+    if args.json and first:
         write_json(args.json, {"model": str(args.model_nir), "runs": rows, "environment": provenance(args.seed)})
     return 0
 
