@@ -265,7 +265,7 @@ def cmd_simulate(args) -> int:
     from pipeline.io.atomic import write_json
     from pipeline.io.provenance import provenance
     from pipeline.training import distributed
-    distributed.init_from_env(checks.device(args.device))   # under torchrun each process runs a share of the samples
+    distributed.init_from_env("cpu")   # under torchrun (gloo) each process runs a share of the samples
     first = distributed.world()[0] == 0
     graph = api.load(args.model_nir)
     _, x, y = _test_data(args)
