@@ -1,4 +1,4 @@
-"""Data and models: the data sets spikeport reads or fetches (`datasets`) and the model zoo (`zoo`).
+"""Data and models: the data sets spikeport reads (`datasets`) or fetches into a cache (`fetch`), the model zoo (`zoo`).
 
 Nothing here knows about spikes; every stage after it starts from a `Dataset` and a torch model.
 """

