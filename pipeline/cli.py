@@ -66,8 +66,10 @@ def _choices(names) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.conversion.registry import BALANCED_RESETS, method_names
+    from pipeline.data.datasets import FETCHED
     from pipeline.data.zoo import MODEL_NAMES
     from pipeline.hardware.hwconfig import available_targets
+    from pipeline.training.ann import AUGMENTATIONS
     from pipeline.training.registry import trainer_names
 
     targets = f"hwconfig: one of {_choices(available_targets())}, or the path of a .toml file"
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/ann.pt", help="checkpoint path (written atomically)")
     p.add_argument("--state", default=None, metavar="PATH",
                    help="training state saved after every epoch; an existing one is resumed (same settings)")
-    p.add_argument("--augment", default="none", choices=("none", "crop", "crop-flip"),
+    p.add_argument("--augment", default="none", choices=AUGMENTATIONS,
                    help="random crop after 2-pixel padding; crop-flip also mirrors left-right (Fashion-MNIST)")
     _add_data_args(p)
 
@@ -200,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fetch", parents=[common], help="fetch MNIST / Fashion-MNIST once into the cache "
                        "($SPIKEPORT_CACHE, else the XDG cache folder), verified by SHA-256")
-    p.add_argument("dataset", choices=("mnist", "fashion-mnist", "all"))
+    p.add_argument("dataset", choices=(*FETCHED, "all"))
 
     p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
     p.add_argument("--out", default="out/demo")
@@ -365,8 +367,9 @@ def cmd_train_snn(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from pipeline.data.fetch import SOURCES, fetch
-    for name in SOURCES if args.dataset == "all" else (args.dataset,):
+    from pipeline.data.datasets import FETCHED
+    from pipeline.data.fetch import fetch
+    for name in FETCHED if args.dataset == "all" else (args.dataset,):
         print(f"{name}: {fetch(name, progress=not args.quiet)}")
     return 0
 

