@@ -11,7 +11,7 @@ FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
 OUT ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo data test test-all bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ $(STAMP): requirements/stack.txt requirements/lava.txt requirements/test.txt pyp
 
 demo: $(STAMP)
 	$(BIN)/spikeport demo --out $(OUT)
+
+# MNIST and Fashion-MNIST into the cache ($$SPIKEPORT_CACHE, else ~/.cache/spikeport), once
+data: $(STAMP)
+	$(BIN)/spikeport fetch all
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

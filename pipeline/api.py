@@ -274,18 +274,19 @@ def parity(graph, inputs, labels, *, backends: Sequence[str] = ("reference", "la
 
 def train(model: nn.Module, dataset: Dataset, *, epochs: int = 30, batch_size: int = 64, lr: float = 3e-3,
           seed: int = 0, device: str = "cpu", progress: bool = False, state_path: str | Path | None = None,
-          max_memory_gb: float | None = None) -> History:
+          max_memory_gb: float | None = None, augment: str = "none") -> History:
     """Train an ANN in place on `dataset` (Adam, cosine decay, cross-entropy); per-epoch loss and test accuracy.
+    `augment`: "none", "crop" (random crop after 2-pixel zero padding) or "crop-flip" (also left-right flips).
     With `state_path` the state is saved every epoch and an existing one is resumed bit for bit. A run estimated
     to need more than `max_memory_gb` (default: the memory available) is refused."""
-    from pipeline.training.ann import TrainConfig, train_ann
+    from pipeline.training.ann import TrainConfig, check_augment, train_ann
     if not isinstance(dataset, Dataset):
         raise SpikeportError(f"train() needs a pipeline Dataset (pipeline.load_dataset), got {type(dataset).__name__}")
     checks.dataset_samples(dataset)
     _check_training_memory(model, dataset, "training", 1, batch_size, max_memory_gb)
     cfg = TrainConfig(epochs=checks.positive_int("epochs", epochs), batch_size=checks.positive_int("batch_size",
                       batch_size), lr=checks.finite_positive("lr", lr), seed=checks.seed(seed),
-                      device=checks.device(device))
+                      device=checks.device(device), augment=check_augment(augment))
     return train_ann(model, dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, cfg, progress=progress,
                      state_path=state_path)
 

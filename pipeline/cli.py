@@ -1,5 +1,5 @@
 """The `spikeport` command line: train, convert, simulate, energy, sweep, demo, quantize, deploy, parity,
-train-snn, export (python -m pipeline.cli), a thin layer over the Python API in `pipeline.api`.
+train-snn, export, fetch (python -m pipeline.cli), a thin layer over the Python API in `pipeline.api`.
 
 User mistakes end in one line on stderr and exit code 2, an internal error in one line and exit code 1,
 Ctrl-C in one line and exit code 130; `--debug` shows the traceback instead.
@@ -41,8 +41,10 @@ USER_ERRORS = (SpikeportError, GraphError, ExtensionError, backends.Unsupported)
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     from pipeline.data.datasets import DATASET_NAMES
     p.add_argument("--dataset", default="digits", choices=DATASET_NAMES,
-                   help="data set (default digits, embedded); mnist, cifar10, cifar100 read from --data-root")
-    p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist, cifar10, cifar100)")
+                   help="data set (default digits, embedded); mnist, fashion-mnist fetched once into the cache "
+                   "($SPIKEPORT_CACHE) unless --data-root; cifar10, cifar100 read from --data-root")
+    p.add_argument("--data-root", default=None, help="folder with the dataset files (mnist, fashion-mnist, cifar10, "
+                   "cifar100)")
     p.add_argument("--seed", type=_seed, default=0, help="seed for data split, initialisation and shuffling")
     p.add_argument("--limit", type=_positive, default=None, help="use only the first N test samples")
 
@@ -90,9 +92,11 @@ def _choices(names) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.conversion.registry import BALANCED_RESETS, method_names
+    from pipeline.data.datasets import FETCHED
     from pipeline.data.zoo import MODEL_NAMES
     from pipeline.hardware.hwconfig import available_targets
     from pipeline.spiking.registry import trainer_names
+    from pipeline.training.ann import AUGMENTATIONS
 
     targets = f"hwconfig: one of {_choices(available_targets())}, or the path of a .toml file"
     parser = argparse.ArgumentParser(prog="spikeport", description="Convert PyTorch networks to spiking networks, "
@@ -114,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/ann.pt", help="checkpoint path (written atomically)")
     p.add_argument("--state", default=None, metavar="PATH",
                    help="training state saved after every epoch; an existing one is resumed (same settings)")
+    p.add_argument("--augment", default="none", choices=AUGMENTATIONS,
+                   help="random crop after 2-pixel padding; crop-flip also mirrors left-right (Fashion-MNIST)")
     _add_data_args(p)
 
     p = sub.add_parser("convert", parents=[common], help="convert a trained ANN into a spiking NIR graph")
@@ -133,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoding_arg(p, "direct")
     _add_data_args(p)
 
-    p = sub.add_parser("simulate", parents=[common], help="run a NIR file on a backend and report accuracy")
+    p = sub.add_parser("simulate", parents=[common], help="run a NIR file on a backend and report accuracy; "
+                       "under torchrun the test set is split over the processes")
     p.add_argument("model_nir", metavar="MODEL.nir")
     p.add_argument("--backend", default="reference", choices=backends.names())
     p.add_argument("--T", type=_positive, nargs="+", default=[32], help="time steps (several allowed)")
@@ -237,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/model.nir")
     _add_data_args(p)
 
+    p = sub.add_parser("fetch", parents=[common], help="fetch MNIST / Fashion-MNIST once into the cache "
+                       "($SPIKEPORT_CACHE, else the XDG cache folder), verified by SHA-256")
+    p.add_argument("dataset", choices=(*FETCHED, "all"))
+
     p = sub.add_parser("demo", parents=[common], help="train, convert, simulate on reference and Lava, energy, report")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--epochs", type=_positive, default=30)
@@ -249,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dataset(args):
     from pipeline.data.datasets import load_dataset
-    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed)
+    ds = load_dataset(args.dataset, data_root=args.data_root, seed=args.seed, progress=not args.quiet)
     checks.dataset_samples(ds)
     return ds
 
@@ -277,10 +288,10 @@ def cmd_train(args) -> int:
         raise SpikeportError(f"{args.model} on {args.dataset}: {err}") from None
     history = api.train(model, ds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         device=args.device, progress=not args.quiet, state_path=args.state,
-                        max_memory_gb=args.max_memory)
+                        max_memory_gb=args.max_memory, augment=args.augment)
     path = save_checkpoint(args.out, model.cpu(), model_name=args.model, input_shape=ds.input_shape,
                            num_classes=ds.num_classes, extra={"history": history.epochs, "seed": args.seed,
-                                                              "dataset": args.dataset})
+                                                              "dataset": args.dataset, "augment": args.augment})
     print(f"test accuracy {100 * history.epochs[-1]['test_accuracy']:.2f}% after {args.epochs} epochs; wrote {path}")
     return 0
 
@@ -306,19 +317,25 @@ def _add_from_arg(p) -> None:
 
 
 def cmd_simulate(args) -> int:
+    from pipeline import sharded
     from pipeline.io.atomic import write_json
     from pipeline.io.provenance import provenance
+    from pipeline.training import distributed
+    distributed.init_from_env("cpu")   # under torchrun (gloo) each process runs a share of the samples
+    first = distributed.world()[0] == 0
     graph = api.load(args.model_nir, convention=args.convention)
     _, x, y = _test_data(args, graph)
     rows = []
     for T in args.T:
-        run = api.simulate(graph, x, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T,
-                           encoding=args.encoding, seed=args.seed)
+        # encoded once for all samples, so that a seeded encoding gives the same spikes however the samples are shared
+        inputs = api.encoded(graph, x, T, args.encoding, args.seed)
+        run = sharded.simulate(graph, inputs, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T)
         rows.append({"backend": run.backend, "T": T, "accuracy": run.accuracy(y), "spikes_per_sample": run.spikes_per_sample,
                      "samples": len(x), "seconds": run.seconds, "approximate": run.approximate})
-        print(f"{run.backend} T={T}: accuracy {100 * rows[-1]['accuracy']:.2f}% on {len(x)} samples, "
-              f"{run.spikes_per_sample:.0f} spikes/sample, {run.seconds:.2f} s")
-    if args.json:
+        if first:
+            print(f"{run.backend} T={T}: accuracy {100 * rows[-1]['accuracy']:.2f}% on {len(x)} samples, "
+                  f"{run.spikes_per_sample:.0f} spikes/sample, {run.seconds:.2f} s")
+    if args.json and first:
         write_json(args.json, {"model": str(args.model_nir), "runs": rows, "environment": provenance(args.seed)})
     return 0
 
@@ -426,6 +443,14 @@ def cmd_train_snn(args) -> int:
     return 0
 
 
+def cmd_fetch(args) -> int:
+    from pipeline.data.datasets import FETCHED
+    from pipeline.data.fetch import fetch
+    for name in FETCHED if args.dataset == "all" else (args.dataset,):
+        print(f"{name}: {fetch(name, progress=not args.quiet)}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from pipeline.reports.demo import DemoConfig, run_demo
     run_demo(DemoConfig(out=Path(args.out), method=args.method, epochs=args.epochs, lava_samples=args.lava_samples,
@@ -460,7 +485,7 @@ def cmd_deploy(args) -> int:
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "simulate": cmd_simulate, "energy": cmd_energy,
             "sweep": cmd_sweep, "demo": cmd_demo, "quantize": cmd_quantize, "deploy": cmd_deploy,
-            "parity": cmd_parity, "train-snn": cmd_train_snn, "export": cmd_export}
+            "parity": cmd_parity, "train-snn": cmd_train_snn, "export": cmd_export, "fetch": cmd_fetch}
 
 
 SET_OUTPUTS = {"sweep": "pipeline.reports.sweep", "deploy": "pipeline.hardware.deploy",

@@ -13,7 +13,8 @@ from pipeline.data.zoo import MODEL_NAMES, build_model
 
 CASES = [("digits-cnn", (1, 8, 8)), ("digits-cnn", (1, 28, 28)), ("vgg16", (3, 32, 32)),
          ("vgg16", (1, 32, 64)), ("resnet18", (3, 32, 32)), ("resnet18", (1, 28, 28)),
-         ("resnet20", (3, 32, 32)), ("resnet20", (1, 28, 28))]
+         ("resnet20", (3, 32, 32)), ("resnet20", (1, 28, 28)), ("lenet5", (1, 28, 28)), ("lenet5", (3, 32, 32)),
+         ("vgg-small", (1, 28, 28)), ("vgg-small", (3, 32, 32))]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def basic_blocks(c_in: int, c_out: int, blocks: int) -> tuple[int, int]:
 
 
 def test_model_names():
-    assert MODEL_NAMES == ("digits-cnn", "vgg16", "resnet18", "resnet20")
+    assert MODEL_NAMES == ("digits-cnn", "lenet5", "vgg-small", "vgg16", "resnet18", "resnet20")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c}")
@@ -63,6 +64,32 @@ def test_digits_cnn_parameters(models):
     assert params(models[("digits-cnn", (1, 8, 8))]) == expected
     wide = expected - linear(512, 10) + linear(32 * 14 * 14, 10)
     assert params(models[("digits-cnn", (1, 28, 28))]) == wide
+
+
+def test_lenet5_parameters(models):
+    expected = conv_bn(1, 6, 5) + conv_bn(6, 16, 5) + linear(16 * 5 * 5, 120) + linear(120, 84) + linear(84, 10)
+    # LeCun et al.'s 61,706 with a bias per conv channel, here replaced by BN's weight and bias per channel
+    assert params(models[("lenet5", (1, 28, 28))]) == expected == 61_706 - (6 + 16) + 2 * (6 + 16)
+    # 3x32x32: 3 input channels, 32 -> 16 -> 12 -> 6, so 16 x 6 x 6 features into fc1
+    assert params(models[("lenet5", (3, 32, 32))]) == (
+        expected + 2 * 6 * 25 - linear(400, 120) + linear(16 * 6 * 6, 120))
+
+
+def test_vgg_small_parameters_and_pools(models):
+    widths = [32, 64, 64, 128, 128]
+    expected = sum(conv_bn(c_in, c_out, 3) for c_in, c_out in zip([1] + widths, widths)) + linear(128, 10)
+    model = models[("vgg-small", (1, 28, 28))]
+    assert params(model) == expected == 278_890
+    pools = [m.kernel_size for m in model.modules() if isinstance(m, nn.AvgPool2d)]
+    assert pools == [2, 2, (7, 7)]   # 28 -> 14 -> 7, then the mean over the 7 x 7 map
+    assert [m.kernel_size for m in models[("vgg-small", (3, 32, 32))].modules()
+            if isinstance(m, nn.AvgPool2d)][-1] == (8, 8)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "vgg-small"])
+def test_28x28_models_pool_by_averaging_only(models, name):
+    kinds = {type(m) for m in models[(name, (1, 28, 28))].modules()}
+    assert nn.AvgPool2d in kinds and nn.MaxPool2d not in kinds and nn.BatchNorm2d in kinds
 
 
 def test_vgg16_parameters(models):
@@ -108,7 +135,8 @@ def relu_calls(model: nn.Module, shape: tuple[int, ...]) -> list[int]:
 
 @pytest.mark.parametrize("case,relus", [(("digits-cnn", (1, 8, 8)), 2), (("vgg16", (3, 32, 32)), 13),
                                         (("resnet18", (3, 32, 32)), 17),
-                                        (("resnet20", (3, 32, 32)), 19)])
+                                        (("resnet20", (3, 32, 32)), 19), (("lenet5", (1, 28, 28)), 4),
+                                        (("vgg-small", (1, 28, 28)), 5)])
 def test_each_relu_module_called_once(models, case, relus):
     counts = relu_calls(models[case], case[1])
     assert counts == [1] * relus
@@ -128,7 +156,7 @@ def test_converter_rules(models, case):
         users = list(node.users)
         assert len(users) == 1 and isinstance(modules[users[0].target], nn.BatchNorm2d), node.target
     adds = [n for n in graph.nodes if n.op == "call_function" and n.target is operator.add]
-    blocks = {"digits-cnn": 0, "vgg16": 0, "resnet18": 8, "resnet20": 9}[case[0]]
+    blocks = {"digits-cnn": 0, "lenet5": 0, "vgg-small": 0, "vgg16": 0, "resnet18": 8, "resnet20": 9}[case[0]]
     assert len(adds) == blocks
     assert all(n.op in ("placeholder", "output", "call_module") for n in graph.nodes if n not in adds)
 
@@ -159,7 +187,9 @@ def test_vgg16_default_pool_is_avg(models):
 
 
 @pytest.mark.parametrize("name,shape,options,message", [
-    ("alexnet", (3, 32, 32), {}, "valid names: digits-cnn, vgg16, resnet18, resnet20"),
+    ("alexnet", (3, 32, 32), {}, "valid names: digits-cnn, lenet5, vgg-small, vgg16, resnet18, resnet20"),
+    ("lenet5", (1, 8, 8), {}, "needs H and W >= 12"),
+    ("vgg-small", (1, 3, 3), {}, "needs H and W >= 4"),
     ("vgg16", (3, 32, 32), {"pool": "sum"}, "'avg' or 'max'"),
     ("vgg16", (1, 28, 28), {}, "needs H and W >= 32"),
     ("resnet20", (3, 32, 32), {"pool": "max"}, "unknown option.*pool.*valid options: none"),

@@ -21,8 +21,9 @@ def _train(digits, model, cfg, **kw):
                      progress=False, **kw)
 
 
-def test_interrupted_run_resumes_to_identical_weights(digits, tmp_path, monkeypatch):
-    cfg = TrainConfig(epochs=4, seed=3)
+@pytest.mark.parametrize("augment", ["none", "crop-flip"])   # augmentation draws from the saved generator
+def test_interrupted_run_resumes_to_identical_weights(digits, tmp_path, monkeypatch, augment):
+    cfg = TrainConfig(epochs=4, seed=3, augment=augment)
     reference = _fresh(digits)
     expected = _train(digits, reference, cfg)
 
@@ -56,6 +57,8 @@ def test_state_from_other_settings_is_refused(digits, tmp_path):
     _train(digits, _fresh(digits), TrainConfig(epochs=1, seed=0), state_path=state)
     with pytest.raises(SpikeportError, match="other settings"):
         _train(digits, _fresh(digits), TrainConfig(epochs=2, seed=0), state_path=state)
+    with pytest.raises(SpikeportError, match="other settings"):
+        _train(digits, _fresh(digits), TrainConfig(epochs=1, seed=0, augment="crop"), state_path=state)
 
 
 def test_corrupt_state_names_the_file(digits, tmp_path):

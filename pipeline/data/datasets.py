@@ -1,5 +1,5 @@
-"""Datasets as tensors: the embedded sklearn digits, MNIST (IDX), CIFAR-10/100 (python pickles) from
---data-root, and a seeded synthetic CIFAR-size set; every image is float32 (N, C, H, W) in [0, 1].
+"""Datasets as tensors: the embedded sklearn digits, MNIST and Fashion-MNIST (IDX, fetched into a cache or
+from --data-root), CIFAR-10/100 (python pickles, --data-root), a seeded synthetic CIFAR-size set; float32 (N, C, H, W) in [0, 1].
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import torch
 
 from pipeline.errors import SpikeportError
 
-DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100", "synthetic-cifar")
+DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "synthetic-cifar")
+FETCHED = ("mnist", "fashion-mnist")  # fetched into the cache when no --data-root is given
 
 DIGITS_TEST_FRACTION = 0.2  # of 1797 images: 360 test, 1437 train
 SYNTHETIC_TRAIN_SIZE = 2000
@@ -64,19 +65,26 @@ class Dataset:
         return tuple(self.train_x.shape[1:])
 
 
-def load_dataset(name: str = "digits", data_root: str | Path | None = None, seed: int = 0) -> Dataset:
-    """Load a data set by name (see DATASET_NAMES); mnist/cifar10/cifar100 read from `data_root`.
+def load_dataset(name: str = "digits", data_root: str | Path | None = None, seed: int = 0,
+                 cache_dir: str | Path | None = None, progress: bool = False) -> Dataset:
+    """Load a data set by name (see DATASET_NAMES); mnist/fashion-mnist/cifar10/cifar100 read from `data_root`.
 
-    `seed` fixes the digits train/test split and the synthetic-cifar samples; the on-disk sets have
-    their own fixed splits and ignore it.
+    Without `data_root`, mnist and fashion-mnist are fetched once into the cache (`pipeline.data.fetch`;
+    `cache_dir`, else $SPIKEPORT_CACHE, else the XDG cache folder) and read from there, with a progress bar
+    while fetching when `progress`. `seed` fixes the digits train/test split and the synthetic-cifar samples;
+    the on-disk sets have their own fixed splits and ignore it.
     """
     if name == "digits":
         return load_digits(seed)
     if name == "synthetic-cifar":
         return synthetic_cifar(seed=seed)
-    loaders = {"mnist": load_mnist, "cifar10": load_cifar10, "cifar100": load_cifar100}
+    loaders = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10,
+               "cifar100": load_cifar100}
     if name not in loaders:
         raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    if data_root is None and name in FETCHED:
+        from pipeline.data.fetch import fetch
+        return loaders[name](fetch(name, cache_dir=cache_dir, progress=progress))
     if data_root is None:
         raise DataError(f"dataset {name!r} is read from disk: --data-root is required")
     root = Path(data_root).expanduser()
@@ -125,29 +133,34 @@ def load_digits(seed: int = 0) -> Dataset:
     return Dataset("digits", *_tensors(x_train, y_train), *_tensors(x_test, y_test), num_classes=10)
 
 
-# --- MNIST -----------------------------------------------------------------------------------------
+# --- MNIST and Fashion-MNIST (the same IDX files) -----------------------------------------------------
 
 def load_mnist(root: Path) -> Dataset:
     """MNIST from IDX files (each optionally .gz) in `root` or in torchvision's `root`/MNIST/raw/."""
-    root = Path(root)
-    folder = root / "MNIST" / "raw" if (root / "MNIST" / "raw").is_dir() else root
-    paths = [_find_mnist_file(root, folder, name) for name in MNIST_FILES]
+    return _load_idx_set(Path(root), "mnist", "MNIST")
+
+
+def load_fashion_mnist(root: Path) -> Dataset:
+    """Fashion-MNIST from IDX files named as MNIST's (each optionally .gz) in `root` or in torchvision's
+    `root`/FashionMNIST/raw/."""
+    return _load_idx_set(Path(root), "fashion-mnist", "FashionMNIST")
+
+
+def _load_idx_set(root: Path, name: str, torchvision_dir: str) -> Dataset:
+    folder = root / torchvision_dir / "raw" if (root / torchvision_dir / "raw").is_dir() else root
+    paths = [_find_idx_file(root, folder, file, name, torchvision_dir) for file in MNIST_FILES]
     x_train, y_train = _idx_pair(paths[0], paths[1])
     x_test, y_test = _idx_pair(paths[2], paths[3])
-    return Dataset("mnist", *_tensors(x_train, y_train), *_tensors(x_test, y_test), num_classes=10)
+    return Dataset(name, *_tensors(x_train, y_train), *_tensors(x_test, y_test), num_classes=10)
 
 
-def _mnist_layout() -> str:
-    return ("expected under --data-root (or its MNIST/raw/): " + ", ".join(MNIST_FILES)
-            + " (each optionally .gz)")
-
-
-def _find_mnist_file(root: Path, folder: Path, name: str) -> Path:
+def _find_idx_file(root: Path, folder: Path, file: str, name: str, torchvision_dir: str) -> Path:
     for directory in (folder, root):
-        for candidate in (directory / name, directory / f"{name}.gz"):
+        for candidate in (directory / file, directory / f"{file}.gz"):
             if candidate.is_file():
                 return candidate
-    raise DataError(f"MNIST not found: {folder / name}(.gz) is missing; {_mnist_layout()}")
+    raise DataError(f"{name} not found: {folder / file}(.gz) is missing; expected under --data-root (or its "
+                    f"{torchvision_dir}/raw/): {', '.join(MNIST_FILES)} (each optionally .gz)")
 
 
 def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -155,13 +168,13 @@ def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
     images = _read_idx(images_path, IDX_IMAGES_MAGIC)
     labels = _read_idx(labels_path, IDX_LABELS_MAGIC)
     if images.shape[1:] != (28, 28):
-        raise DataError(f"corrupt MNIST file {images_path}: images are "
+        raise DataError(f"corrupt IDX file {images_path}: images are "
                         f"{images.shape[1]}x{images.shape[2]}, expected 28x28")
     if len(images) != len(labels):
-        raise DataError(f"MNIST count mismatch: {images_path} holds {len(images)} images but "
+        raise DataError(f"IDX count mismatch: {images_path} holds {len(images)} images but "
                         f"{labels_path} holds {len(labels)} labels")
     if labels.size and labels.max() > 9:
-        raise DataError(f"corrupt MNIST file {labels_path}: label {labels.max()} outside 0..9")
+        raise DataError(f"corrupt IDX file {labels_path}: label {labels.max()} outside 0..9")
     return images[:, None, :, :], labels
 
 

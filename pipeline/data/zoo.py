@@ -1,5 +1,5 @@
-"""The model zoo: digits-cnn, CIFAR VGG-16, CIFAR ResNet-18 and ResNet-20, built for any (C, H, W)
-input in the form the converter expects (own ReLU per activation, BN after every conv, fx-traceable).
+"""The model zoo: digits-cnn, LeNet-5 and a small VGG for 28x28 images, CIFAR VGG-16, ResNet-18 and ResNet-20,
+built for any (C, H, W) input in the form the converter expects (own ReLU per activation, BN after every conv).
 """
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-MODEL_NAMES = ("digits-cnn", "vgg16", "resnet18", "resnet20")
+MODEL_NAMES = ("digits-cnn", "lenet5", "vgg-small", "vgg16", "resnet18", "resnet20")
 
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
                 512, 512, 512, "M")
+VGG_SMALL_LAYERS = (32, "M", 64, 64, "M", 128, 128)
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
@@ -68,6 +69,48 @@ def digits_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module
         conv1=conv1, bn1=bn1, relu1=nn.ReLU(),
         conv2=conv2, bn2=bn2, relu2=nn.ReLU(),
         flatten=nn.Flatten(), fc=nn.Linear(flat, num_classes)))
+
+
+# --- LeNet-5 and a small VGG for 28x28 images ------------------------------------------------------
+
+def lenet5(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """LeNet-5 (LeCun et al. 1998, Sec. II-B) with batch norm and ReLU: conv5x5(6, padding 2) BN ReLU avgpool2 ->
+    conv5x5(16) BN ReLU avgpool2 -> linear 120 ReLU -> linear 84 ReLU -> linear; 400 -> 120 on 28x28.
+
+    As in the paper, the first conv sees the 28x28 image padded to 32x32 and the pools average 2x2 windows
+    (without the paper's trainable coefficient and bias per map); tanh and the RBF output are ReLU and a Linear.
+    """
+    channels, height, width = input_shape
+    if min(height, width) < 12:
+        raise ValueError(f"lenet5 pools, applies an unpadded conv5x5 and pools again: needs H and W >= 12, "
+                         f"got {height}x{width}")
+    height, width = (height // 2 - 4) // 2, (width // 2 - 4) // 2
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(channels, 6, 5, padding=2, bias=False), bn1=nn.BatchNorm2d(6), relu1=nn.ReLU(),
+        pool1=nn.AvgPool2d(2),
+        conv2=nn.Conv2d(6, 16, 5, bias=False), bn2=nn.BatchNorm2d(16), relu2=nn.ReLU(), pool2=nn.AvgPool2d(2),
+        flatten=nn.Flatten(),
+        fc1=nn.Linear(16 * height * width, 120), relu3=nn.ReLU(),
+        fc2=nn.Linear(120, 84), relu4=nn.ReLU(),
+        fc3=nn.Linear(84, num_classes)))
+
+
+def vgg_small(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """A small VGG for 28x28: conv3x3(32) -> avgpool2 -> 2 x conv3x3(64) -> avgpool2 -> 2 x conv3x3(128), each
+    conv BN ReLU, then average pooling over the final (7x7) map and one Linear(128, classes)."""
+    channels, height, width = input_shape
+    layers: list[nn.Module] = []
+    for spec in VGG_SMALL_LAYERS:
+        if spec == "M":
+            layers.append(nn.AvgPool2d(kernel_size=2, stride=2))
+            height, width = height // 2, width // 2
+        else:
+            layers += _conv_bn(channels, spec, 3, 1) + [nn.ReLU()]
+            channels = spec
+    if min(height, width) < 1:
+        raise ValueError(f"vgg-small halves the image twice: needs H and W >= 4, got {input_shape[1]}x{input_shape[2]}")
+    return nn.Sequential(*layers, nn.AvgPool2d(kernel_size=(height, width)), nn.Flatten(),
+                         nn.Linear(channels, num_classes))
 
 
 # --- VGG-16 ----------------------------------------------------------------------------------------
@@ -182,4 +225,4 @@ def resnet20(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     return ResNet(input_shape, num_classes, 16, ((16, 3), (32, 3), (64, 3)))
 
 
-_BUILDERS = {"digits-cnn": digits_cnn, "vgg16": vgg16, "resnet18": resnet18, "resnet20": resnet20}
+_BUILDERS = {"digits-cnn": digits_cnn, "lenet5": lenet5, "vgg-small": vgg_small, "vgg16": vgg16, "resnet18": resnet18, "resnet20": resnet20}

@@ -1,4 +1,4 @@
-"""ANN training with a progress bar, a fixed seed, and a checkpoint written atomically.
+"""ANN training with a progress bar, a fixed seed, optional augmentation, and a checkpoint written atomically.
 
 `train_ann` trains a model from `pipeline.data.zoo`; `save_checkpoint`/`load_checkpoint` keep what is
 needed to rebuild it (model name, options, input shape, classes) beside the weights.
@@ -19,6 +19,10 @@ from pipeline.errors import SpikeportError
 from pipeline.training.resume import load_state, save_state
 
 
+AUGMENTATIONS = ("none", "crop", "crop-flip")
+CROP_PADDING = 2  # pixels of zero padding before the random crop back to the image size
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 30
@@ -27,6 +31,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "cpu"
+    augment: str = "none"   # one of AUGMENTATIONS
 
 
 @dataclass
@@ -54,18 +59,47 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return float((predict(model, x, batch_size, device) == np.asarray(y)).mean()) if len(x) else 0.0
 
 
+def check_augment(mode: str) -> str:
+    if mode not in AUGMENTATIONS:
+        raise SpikeportError(f"unknown augmentation {mode!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+    return mode
+
+
+def augment(x: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """A training batch (N, C, H, W) augmented per sample: "crop" pads CROP_PADDING zero pixels on every side and
+    crops a random H x W window; "crop-flip" also mirrors each sample left-right with probability 1/2."""
+    if check_augment(mode) == "none":
+        return x
+    n, _, height, width = x.shape
+    span = 2 * CROP_PADDING + 1
+    top = torch.randint(0, span, (n, 1, 1, 1), generator=generator)
+    left = torch.randint(0, span, (n, 1, 1, 1), generator=generator)
+    padded = F.pad(x, (CROP_PADDING,) * 4)
+    rows = (top + torch.arange(height).view(1, 1, height, 1)).expand(-1, x.shape[1], -1, padded.shape[3])
+    window = padded.gather(2, rows.to(x.device))
+    cols = (left + torch.arange(width).view(1, 1, 1, width)).expand(-1, x.shape[1], height, -1)
+    out = window.gather(3, cols.to(x.device))
+    if mode == "crop-flip":
+        flip = (torch.rand(n, generator=generator) < 0.5).view(n, 1, 1, 1).to(x.device)
+        out = torch.where(flip, out.flip(3), out)
+    return out
+
+
 def _settings(cfg: TrainConfig) -> dict:
-    """The settings a resumed run must share with the interrupted one (the device may differ)."""
-    return {k: v for k, v in asdict(cfg).items() if k != "device"}
+    """The settings a resumed run must share with the interrupted one (the device may differ; augment="none"
+    is left out, so states written before augmentation existed still resume)."""
+    return {k: v for k, v in asdict(cfg).items() if k != "device" and not (k == "augment" and v == "none")}
 
 
 def train_ann(model: torch.nn.Module, train_x, train_y, test_x, test_y, cfg: TrainConfig,
               progress: bool = True, state_path=None) -> History:
-    """Adam with cosine learning-rate decay and cross-entropy; returns per-epoch loss and accuracies.
+    """Adam with cosine learning-rate decay and cross-entropy, on batches augmented by `cfg.augment`
+    (`augment`); returns per-epoch loss and accuracies.
 
     With `state_path`, the full training state is saved there after every epoch and, when the file exists,
     training resumes from it: a resumed run ends with the same weights, bit for bit, as an uninterrupted one.
     """
+    check_augment(cfg.augment)
     seed_everything(cfg.seed)
     model.to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -87,7 +121,8 @@ def train_ann(model: torch.nn.Module, train_x, train_y, test_x, test_y, cfg: Tra
         total = 0.0
         for lo in range(0, len(order), cfg.batch_size):
             idx = order[lo:lo + cfg.batch_size]
-            loss = F.cross_entropy(model(train_x[idx].to(cfg.device)), train_y[idx].to(cfg.device))
+            batch = augment(train_x[idx], cfg.augment, gen).to(cfg.device)
+            loss = F.cross_entropy(model(batch), train_y[idx].to(cfg.device))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -1,0 +1,89 @@
+"""Sharded evaluation (pipeline.sharded): the shares cover the samples on whole backend batches, merged shares equal
+one run on all samples, and two gloo processes (mp.spawn, and torchrun on the CLI) give the single-process numbers."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import pipeline
+from pipeline import sharded
+
+ROOT = Path(__file__).resolve().parents[1]
+T = 8
+
+
+@pytest.mark.parametrize("n, batch, size, expected", [
+    (360, 256, 2, [(0, 256), (256, 360)]),                       # digits: one full batch, one short
+    (1000, 256, 3, [(0, 512), (512, 768), (768, 1000)]),         # 4 batches over 3: 2, 1, 1
+    (360, 256, 3, [(0, 256), (256, 360), (360, 360)]),           # more processes than batches: the last idles
+    (10, 1, 4, [(0, 3), (3, 6), (6, 8), (8, 10)]),
+])
+def test_bounds_split_whole_batches(n, batch, size, expected):
+    assert [sharded.bounds(n, batch, rank, size) for rank in range(size)] == expected
+
+
+def test_reference_batch_size_is_read_from_its_run():
+    assert sharded.backend_batch_size("reference") == 256   # ReferenceBackend.run(..., batch_size=256)
+
+
+def test_merged_halves_equal_one_run(digits, digits_graphs):
+    graph, x = digits_graphs["robustnorm"], digits.test_x.numpy()
+    whole = pipeline.simulate(graph, x, T)
+    halves = [pipeline.simulate(graph, x[:256], T), pipeline.simulate(graph, x[256:], T)]
+    merged = sharded.merge(halves)
+    np.testing.assert_array_equal(merged.outputs, whole.outputs)
+    assert merged.spike_counts.keys() == whole.spike_counts.keys()
+    for name in whole.spike_counts:
+        np.testing.assert_array_equal(merged.spike_counts[name], whole.spike_counts[name])
+        np.testing.assert_allclose(merged.neuron_counts[name], whole.neuron_counts[name], rtol=1e-6)
+    for name in whole.input_events:
+        np.testing.assert_allclose(merged.input_events[name], whole.input_events[name], rtol=1e-6)
+    assert merged.spikes_per_sample == whole.spikes_per_sample
+
+
+def _worker(rank: int, world: int, init_file: str, nir_path: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        x = pipeline.load_dataset("digits").test_x.numpy()
+        run = sharded.simulate(pipeline.load(nir_path), x, T)
+        if rank == 1:   # every process holds the gathered result
+            np.savez(out, outputs=run.outputs, **run.spike_counts)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one_process(tmp_path, digits, digits_graphs):
+    nir_path = pipeline.save(digits_graphs["robustnorm"], tmp_path / "model.nir")
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(nir_path), str(tmp_path / "run.npz")), nprocs=2,
+             join=True)
+    whole = pipeline.simulate(digits_graphs["robustnorm"], digits.test_x.numpy(), T)
+    gathered = np.load(tmp_path / "run.npz")
+    np.testing.assert_array_equal(gathered["outputs"], whole.outputs)
+    for name, counts in whole.spike_counts.items():
+        np.testing.assert_array_equal(gathered[name], counts)
+
+
+@pytest.mark.slow
+def test_torchrun_simulate_prints_the_single_process_numbers(tmp_path, digits_graphs):
+    nir_path = pipeline.save(digits_graphs["robustnorm"], tmp_path / "model.nir")
+    args = ["-m", "pipeline.cli", "simulate", str(nir_path), "--T", "4", "16", "--quiet"]
+    single = subprocess.run([sys.executable, *args, "--json", str(tmp_path / "one.json")], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args,
+                          "--json", str(tmp_path / "two.json")], cwd=ROOT, capture_output=True, text=True, check=True)
+    strip = [line.rsplit(",", 1)[0] for line in single.stdout.splitlines()]   # all but the seconds
+    assert [line.rsplit(",", 1)[0] for line in two.stdout.splitlines()] == strip and len(strip) == 2
+    runs = [json.loads((tmp_path / f"{name}.json").read_text())["runs"] for name in ("one", "two")]
+    for a, b in zip(*runs):
+        assert (a["accuracy"], a["spikes_per_sample"], a["samples"]) == (b["accuracy"], b["spikes_per_sample"],
+                                                                         b["samples"])
