@@ -16,8 +16,10 @@ def _interrupted_while_starting(signum, frame) -> None:
     os._exit(130)
 
 
+AS_PROGRAM = __name__ == "__main__" or os.path.basename(sys.argv[0]) == "spikeport"   # not called in-process
+
 # Ctrl-C while torch and the backends load (seconds): one line, until main() hands SIGINT to its error boundary
-if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "spikeport":
+if AS_PROGRAM:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import argparse  # noqa: E402
@@ -297,7 +299,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from pipeline.io.checkpoints import load_model
+    from pipeline.training.checkpoints import load_model
     ds = _dataset(args)
     model, _ = load_model(args.checkpoint, args.model, input_shape=ds.input_shape)
     calib = ds.train_x if args.calib_samples is None else ds.train_x[:args.calib_samples]
@@ -329,7 +331,8 @@ def cmd_simulate(args) -> int:
     for T in args.T:
         # encoded once for all samples, so that a seeded encoding gives the same spikes however the samples are shared
         inputs = api.encoded(graph, x, T, args.encoding, args.seed)
-        run = sharded.simulate(graph, inputs, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T)
+        run = sharded.simulate(graph, inputs, T, backend=args.backend, progress=not args.quiet, max_T=args.max_T,
+                               **({"device": args.device} if args.backend == "reference" else {}))
         rows.append({"backend": run.backend, "T": T, "accuracy": run.accuracy(y), "spikes_per_sample": run.spikes_per_sample,
                      "samples": len(x), "seconds": run.seconds, "approximate": run.approximate})
         if first:
@@ -356,7 +359,7 @@ def cmd_energy(args) -> int:
 
 def cmd_sweep(args) -> int:
     from pipeline.data.zoo import build_model
-    from pipeline.io.checkpoints import load_model
+    from pipeline.training.checkpoints import load_model
     from pipeline.reports.sweep import SweepConfig, Variant, run_sweep
     from pipeline.training.ann import seed_everything
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
@@ -520,7 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         checks.device(args.device)
         with protect(_inputs(args)):
             _check_outputs(args)
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+        if AS_PROGRAM:   # done and written: Ctrl-C while the interpreter shuts down would only kill it by SIGINT
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return code
     except USER_ERRORS as err:
         if args.debug:
             raise

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from pipeline.cli import main
+from pipeline.io.atomic import MARKER
 
 
 @pytest.mark.slow
@@ -14,7 +15,7 @@ def test_demo_meets_the_foundation_bars(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "accuracy_vs_T.png", "ann.pt", "energy_per_layer.png", "model.nir", "report.md", "results.json"]
+        MARKER, "accuracy_vs_T.png", "ann.pt", "energy_per_layer.png", "model.nir", "report.md", "results.json"]
     res = json.loads((out / "results.json").read_text())
     ann = res["ann"]["accuracy"]
     assert ann >= 0.97

@@ -1,6 +1,8 @@
 """NIR files carry spikeport's extension intact (docs/nir-extensions.md) and bad files are refused clearly."""
 from __future__ import annotations
 
+import copy
+
 import h5py
 import nir
 import numpy as np
@@ -24,7 +26,7 @@ def _assert_same_metadata(a: dict, b: dict, where: str):
 
 
 def test_write_read_keeps_every_metadata_field_and_spikes(tmp_path, digits, digits_graphs):
-    g = digits_graphs["maxnorm"]
+    g = copy.deepcopy(digits_graphs["maxnorm"])   # the session fixture stays as converted
     g.nodes["relu1"].metadata["spikeport"]["v_init"] = np.full(g.nodes["relu1"].v_threshold.shape, 0.5, np.float32)
     path = write_nir(tmp_path / "m.nir", g)
     back = read_graph(path)

@@ -19,7 +19,7 @@ from benchmarks.badinputs import small_graph
 from pipeline.io.atomic import write_nir
 from pipeline.cli import main
 from pipeline.errors import SpikeportError
-from pipeline.io.checkpoints import load_model
+from pipeline.training.checkpoints import load_model
 from pipeline.data.zoo import build_model
 from pipeline.training.ann import save_checkpoint
 

@@ -1,3 +1,3 @@
-"""Files: NIR read, validated and imported from other tools' conventions, ANN checkpoints, atomic writes, and
-the provenance every result file records.
+"""Files: NIR read, validated, imported from and exported to other tools' conventions, atomic writes, tables and
+plots, and the provenance every result file records.
 """

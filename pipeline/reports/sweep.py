@@ -29,7 +29,7 @@ from pipeline.reports.stats import cheapest_reaching, mcnemar, pareto_front, wil
 from pipeline.training.ann import evaluate, predict
 
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128)
-OUTPUTS = ("*.nir", "results.json", "report.md", "accuracy_vs_T.png")
+OUTPUTS = ("*.nir", "results.json", "report.md", "accuracy_vs_T.png", "pareto_*.png")
 
 
 @dataclass
