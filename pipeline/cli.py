@@ -527,27 +527,26 @@ def main(argv: list[str] | None = None) -> int:
         if AS_PROGRAM:   # done and written: Ctrl-C while the interpreter shuts down would only kill it by SIGINT
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         return code
-    except USER_ERRORS as err:
+    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001  (the boundary: one line, never a traceback)
         if args.debug:
             raise
-        print(f"spikeport {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print(f"spikeport {args.command}: interrupted; nothing partial was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except OSError as err:
-        if args.debug:
-            raise
-        print(f"spikeport {args.command}: error: {_os_error(err)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except Exception as err:  # noqa: BLE001  (the boundary: a bug is reported in one line, not a traceback)
-        if args.debug:
-            raise
-        print(f"spikeport {args.command}: internal error ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-              "this is a bug in spikeport: rerun with --debug and report the traceback", file=sys.stderr)
-        return EXIT_INTERNAL_ERROR
+        message, code = _outcome(err)
+        print(f"spikeport {args.command}: {message}", file=sys.stderr)
+        return code
+
+
+def _outcome(err: BaseException) -> tuple[str, int]:
+    """The one line and exit code for an exception that reached the boundary: a user mistake (2), Ctrl-C
+    (130), an operating-system error such as a full disk (2), or a bug in spikeport (1)."""
+    if isinstance(err, USER_ERRORS):
+        return f"error: {err}", EXIT_USER_ERROR
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted; nothing partial was written", EXIT_INTERRUPTED
+    if isinstance(err, OSError):
+        return f"error: {_os_error(err)}", EXIT_USER_ERROR
+    first = str(err).splitlines()[0] if str(err) else ""
+    return (f"internal error ({type(err).__name__}: {first}); this is a bug in spikeport: rerun with --debug and "
+            "report the traceback"), EXIT_INTERNAL_ERROR
 
 
 def _os_error(err: OSError) -> str:

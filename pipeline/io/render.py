@@ -24,12 +24,7 @@ def accuracy_plot(path, runs: list[dict], ann_accuracy: float, title: str) -> Pa
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
     ax.axhline(100 * ann_accuracy, linestyle="--", color="black", label="ANN")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("time steps T")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+    return finish(fig, ax, path, "time steps T", "test accuracy (%)", title)
 
 
 def energy_plot(path, layers: list[dict], title: str) -> Path:
@@ -64,6 +59,16 @@ def energy_plot(path, layers: list[dict], title: str) -> Path:
     ax.set_ylabel("energy per inference (µJ)")
     ax.set_title(f"{title}\nleft bar ANN, right (hatched) bar SNN")
     ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def finish(fig, ax, path, xlabel: str, ylabel: str, title: str, legend_size: float | None = None) -> Path:
+    """Label a line plot's axes, title it, add a light grid and the legend, and write it (`save_figure`)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=legend_size)
     return save_figure(fig, path)
 
 
@@ -107,9 +112,5 @@ def pareto_plot(path, points: list[dict], front: list[dict], ann_accuracy: float
     ax.plot([1e9 * ann_energy], [100 * ann_accuracy], marker="*", markersize=12, color="black", linestyle="",
             label="ANN")
     ax.set_xscale("log")
-    ax.set_xlabel("energy per inference (nJ, log scale); labels: T")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return finish(fig, ax, path, "energy per inference (nJ, log scale); labels: T", "test accuracy (%)", title,
+                  legend_size=7)

@@ -125,16 +125,11 @@ def fit(net: SpikingNet, train_x, train_y, test_x, test_y, cfg: SpikingConfig, *
 
 def branch_plot(path, history: list[dict], title: str) -> Path:
     """Validation accuracy per epoch of the ANN and SNN branches (the SNN2ANN paper's Fig. 11-12 view)."""
-    from pipeline.io.render import plt, save_figure
+    from pipeline.io.render import finish, plt
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [row["epoch"] for row in history]
     for branch, style in (("ann", "o-"), ("snn", "s--")):
         values = [row.get(f"{branch}_accuracy") for row in history]
         if all(v is not None for v in values) and values:
             ax.plot(epochs, [100 * v for v in values], style, label=f"{branch.upper()} branch")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+    return finish(fig, ax, path, "epoch", "validation accuracy (%)", title)

@@ -416,7 +416,7 @@ def plot_k_curve(path, curves: dict[str, np.ndarray], title: str = "K curve (Eq.
                  bounds: dict[str, float] | None = None):
     """K(t) per layer against t (log y); `bounds` (node -> Omega) adds the 2 Omega / t curves of Theorem 2.
     Written atomically (PNG)."""
-    from pipeline.io.render import plt, save_figure
+    from pipeline.io.render import finish, plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, k in curves.items():
         t = np.arange(1, len(k) + 1)
@@ -424,12 +424,7 @@ def plot_k_curve(path, curves: dict[str, np.ndarray], title: str = "K curve (Eq.
         if bounds and name in bounds:
             ax.plot(t, 2 * bounds[name] / t, linestyle="--", color=line.get_color(), label=f"2 Omega / t ({name})")
     ax.set_yscale("log")
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("K(r_hat, r(t))")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return finish(fig, ax, path, "time step t", "K(r_hat, r(t))", title, legend_size=8)
 
 
 register(Method("rnl-ril", "Rate Norm Layers (trainable threshold theta = p * running max) trained in two "
