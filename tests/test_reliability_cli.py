@@ -214,9 +214,12 @@ def test_output_set_restores_a_set_moved_aside_by_a_killed_writer(tmp_path):
 
 @pytest.mark.parametrize("delay", [1.0, 3.0])
 def test_ctrl_c_while_starting_is_one_line(work, delay):
-    """Ctrl-C while Python imports torch and the backends (before main runs): one line, exit 130. (In the first
-    ~0.2 s the interpreter itself is still loading pipeline/cli.py; a Ctrl-C there gets Python's own traceback.)"""
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "simulate", str(work[0] / "M.nir"), "--quiet"],
+    """Ctrl-C while Python imports torch and the backends (1 s) or while it simulates (3 s): one line, exit 130. (In
+    the first ~0.2 s the interpreter itself is still loading pipeline/cli.py; a Ctrl-C there gets Python's own
+    traceback.) T = 50 000 keeps the run busy well past 3 s on any machine: at T = 32 a fast CI machine had
+    finished before the signal and exited 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "simulate", str(work[0] / "M.nir"), "--T", "50000",
+                             "--quiet"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
