@@ -93,7 +93,8 @@ def test_digits_maxnorm_parity_across_all_backends(digits, digits_graphs):
     (core NIR, which Norse and netx express). Norse and Lava run it exactly. netx's one remaining gap is its
     8-bit weight mantissas: it refuses the float graph naming them (and nothing else), and runs exactly the
     graph it computes (`netx_equivalent`: the same network on netx's integer weights and thresholds), as do
-    the other three backends. netx runs ~18 steps/s on Lava's fixed-point models: 440 s in all here."""
+    the other three backends. netx runs ~18 steps/s on Lava's fixed-point models (the whole split took 440 s of
+    this test; docs/parity.md has that run), so the test runs netx on the first 96 samples and the others on all."""
     from backends.netx import netx_equivalent
     from backends.netx.backend import input_scale
     graph = digits_graphs["maxnorm-zero"]
@@ -105,7 +106,8 @@ def test_digits_maxnorm_parity_across_all_backends(digits, digits_graphs):
     assert "reset" not in rows["netx"]["cause"]
     on_grid, gaps = netx_equivalent(graph, input_scale(x)[0])
     assert len(gaps) == 3 and all("quantized to 8-bit mantissas" in g for g in gaps)
-    rows = {r["backend"]: r for r in run_parity(on_grid, x, y, ["reference", "lava", "norse", "netx"], 32)["rows"]}
+    rows = {r["backend"]: r for r in run_parity(on_grid, x, y, ["reference", "lava", "norse"], 32)["rows"]}
+    rows |= {r["backend"]: r for r in run_parity(on_grid, x[:96], y[:96], ["netx"], 32)["rows"]}
     for name in ("lava", "norse", "netx"):
         row = rows[name]
         assert row["status"] == "pass" and not row["approximate"] and row["agreement"] >= 0.99, row
