@@ -198,6 +198,21 @@ class _Lowering:
         return Op(step, init=v0, integrator=True)
 
 
+LINEAR_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Flatten, nir.Scale)
+
+
+def linear_map(view: GraphView, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix (out, in), bias (out,)) of linear node `name` (one of LINEAR_TYPES, one input) on C-order
+    flattened tensors, float64: the node's own lowering applied to zero (the bias) and to the identity basis."""
+    (pred,) = view.preds[name]
+    in_shape, n = view.shape(pred), int(np.prod(view.shape(pred)))
+    op = _Lowering(view, torch.device("cpu"), torch.float64).lower(name)
+    with torch.no_grad():
+        basis = torch.cat([torch.zeros(1, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)])
+        y = op.step(op.init(n + 1), basis.reshape(n + 1, *in_shape))[1].reshape(n + 1, -1).numpy()
+    return (y[1:] - y[0]).T, y[0]
+
+
 MODES = ("layer", "step")
 DEFAULT_MAX_ELEMENTS = 1 << 18   # 1 MB of float32 per tensor: chunks that stay in L2 are fastest
 

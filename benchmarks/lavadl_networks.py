@@ -110,11 +110,11 @@ def lavadl_run(case, staggered: bool) -> tuple[list[np.ndarray], float]:
     return [t.transpose(2, 1, 0, 3).reshape(-1, t.shape[-1]) if t.ndim == 4 else t for t in trains], seconds
 
 
-def aligned(ours: np.ndarray, other: np.ndarray, T: int) -> tuple[int, int, int]:
+def aligned(ours: np.ndarray, other: np.ndarray, T: int, shifts=range(SHIFTS + 1)) -> tuple[int, int, int]:
     """(shift, differing spikes, compared steps): `other` at step t + shift against `ours` at step t, for the
-    shift with the fewest differences over the steps both hold."""
+    shift (of `shifts`) with the fewest differences over the steps both hold."""
     best = None
-    for s in range(SHIFTS + 1):
+    for s in shifts:
         n = min(T, other.shape[1] - s)
         if n <= 0:
             break
@@ -135,11 +135,12 @@ def measure(case) -> list[list]:
         truth = case["truth"][k] if k < len(case["truth"]) else None
         row = dict(network=case["name"], layer=k, spikes=int(lava_k.sum()),
                    ref="identical" if np.array_equal(ref_k, lava_k) else f"{int(np.abs(ref_k - lava_k).sum())} differ")
+        netx_shift = aligned(lava_k, netx_k, case["T"])[0]
         for key, other in (("truth", truth), ("netx", netx_k), ("plain", plain_k)):
             if other is None:
                 row[key] = "-"
-            else:
-                s, diff, n = aligned(lava_k, other, case["T"])
+            else:   # the plain run at the staggered run's shift
+                s, diff, n = aligned(lava_k, other, case["T"], [netx_shift] if key == "plain" else range(SHIFTS + 1))
                 row[key] = f"{diff} differ of {int(other[:, s:s + n].sum())} (shift {s}, {n} steps)"
         rows.append(row)
     rows.append(dict(network=case["name"], layer="seconds", ref=f"reference {ref_s:.1f}, Lava {lava_s:.1f}",
