@@ -114,3 +114,19 @@ def test_mnist_net_imports_as_lif_layers_and_netx_default_readout():
     kinds = [type(graph.nodes[n]).__name__ for n in ("neuron0", "neuron1", "neuron2", "neuron3")]
     assert kinds == ["LIF", "LIF", "LIF", "I"]
     assert graph.nodes["neuron1"].metadata["spikeport"]["lava_cuba"] == {"i_decay": 4096, "v_decay": 123}
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_mnist_net_on_lava_gives_the_reference_spikes_and_readout():
+    """mnist.net has no ground truth; its CUBA vDecay = 123 layers on Lava's own fixed-point LIF and its never-firing
+    readout (an I on spikeport's NeuronLayer) give, for random integer inputs, the reference backend's spike counts
+    per layer and sample and its outputs (a second, independent implementation of Lava's integer CUBA neuron)."""
+    graph = import_netx(GTS / "mnist.net")
+    shape = tuple(int(d) for d in graph.nodes["input"].input_type["input"])
+    x = np.random.default_rng(0).integers(0, 40, (3, *shape)).astype(np.float32)
+    ref, lava = (backends.get(name).run(graph, x, 12) for name in ("reference", "lava"))
+    assert ref.spike_counts["neuron2"].sum() > 100
+    for name, counts in ref.spike_counts.items():
+        np.testing.assert_array_equal(lava.spike_counts[name], counts)
+    np.testing.assert_array_equal(lava.outputs, ref.outputs.reshape(3, -1))

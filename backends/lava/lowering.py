@@ -139,6 +139,9 @@ class Builder:
         self.output: Layer | None = None
         self.fixed = fixed_point("graph", view.graph.metadata, "graph")  # None for a float graph
         self.netx = stock.is_netx_graph(view)   # integers and Lava's CUBA neurons, as lava-dl netx wrote them
+        if self.netx and neurons == "custom":
+            raise Unsupported("a graph imported from lava-dl netx runs on Lava's own fixed-point LIF (its 12-bit "
+                              "CUBA decays); neurons='custom' does not apply to it")
 
     @property
     def integer(self) -> bool:
