@@ -130,3 +130,16 @@ def test_mnist_net_on_lava_gives_the_reference_spikes_and_readout():
     for name, counts in ref.spike_counts.items():
         np.testing.assert_array_equal(lava.spike_counts[name], counts)
     np.testing.assert_array_equal(lava.outputs, ref.outputs.reshape(3, -1))
+
+
+def test_netx_graph_on_lava_refuses_what_lavas_lif_cannot_run():
+    """A netx graph runs on Lava's own fixed-point LIF only: a per-neuron threshold (Lava's vth is one per process)
+    is refused naming the node, and so is neurons='custom' (spikeport's NeuronLayer has no 12-bit decays)."""
+    lava = backends.get("lava")
+    graph = import_netx(GTS / "tiny.net")
+    assert set(lava.neuron_processes(graph).values()) == {"LIFReset"}
+    with pytest.raises(backends.Unsupported, match="neurons='custom' does not apply"):
+        lava.neuron_processes(graph, neurons="custom")
+    graph.nodes["neuron1"].v_threshold = graph.nodes["neuron1"].v_threshold + np.arange(24)[:, None, None]
+    with pytest.raises(backends.Unsupported, match="node 'neuron1': the threshold is no single integer mantissa"):
+        lava.neuron_processes(graph)

@@ -113,18 +113,16 @@ def netx_params(view: GraphView, name: str, offset) -> StockLIF | str:
     bias_mant << 6), whose input carries the constant integer `offset` (torch layout, or None); or the reason
     there is none. An IF of such a graph is netx's iDecay 4096, vDecay 0 neuron."""
     node = view.node(name)
-    if not isinstance(node, STOCK_KINDS):
-        return f"Lava's LIF has no {type(node).__name__}"
-    sem = neuron_semantics(name, node, honours=(LAVA_CUBA,))
-    if sem.lava_cuba is not None:
-        i_decay, v_decay = sem.lava_cuba
-    elif isinstance(node, nir.IF) and sem.reset == "zero" and np.all(np.asarray(node.r) == 1):
-        i_decay, v_decay = FULL_DECAY + 1, 0
-    else:
-        return f"a {type(node).__name__} without Lava's CUBA decays in a graph imported from lava-dl netx"
     reason = _semantics(name, node, honours=(LAVA_CUBA,))
     if reason:
         return reason
+    sem = neuron_semantics(name, node, honours=(LAVA_CUBA,))
+    if sem.lava_cuba is not None:
+        i_decay, v_decay = sem.lava_cuba
+    elif isinstance(node, nir.IF) and np.all(np.asarray(node.r) == 1):
+        i_decay, v_decay = FULL_DECAY + 1, 0
+    else:
+        return f"a {type(node).__name__} without Lava's CUBA decays in a graph imported from lava-dl netx"
     vth = _uniform(node.v_threshold)
     if vth is None or vth != int(vth):
         return "the threshold is no single integer mantissa (Lava's vth is one value per process)"
