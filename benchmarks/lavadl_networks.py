@@ -162,7 +162,9 @@ def main(argv=None) -> None:
             "backend, against the ground truth shipped in lava-dl's wheel and against lava-dl's own "
             "`netx.hdf5.Network` run of the same file on Lava fixed_pt (aligned by the shift shown: one step per "
             "hop; the ground truth of pilotnet_lif resets every 16 steps, so deeper layers compare fewer steps; "
-            "ntidigits ships the last layer's ground truth only).\n\n"
+            "ntidigits ships the last layer's ground truth only; \"staggered resets\" zero layer i's u and v "
+            "after step i as lava-dl's tiny.net test does, \"plainly\" runs without them and is compared at the "
+            "staggered run's shift).\n\n"
             + markdown_table(rows, COLUMNS))
     if not args.no_write:
         print(write_section("lavadl-networks", body))
