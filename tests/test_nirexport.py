@@ -114,3 +114,20 @@ def test_rockpool_export_refuses_what_rockpool_cannot_express(digits_graphs):
                                  v_threshold=np.ones(2, np.float32), v_reset=np.zeros(2, np.float32))
     with pytest.raises(SpikeportError, match=r"rockpool: .*'if1'.*LIF.*spikeport writes IF neurons only"):
         export_for(graph, "rockpool")
+
+
+def test_dense_form_of_the_digits_cnn_computes_what_the_cnn_does(digits, digits_graphs):
+    """nirdense.dense_graph: the digits CNN's convs and Flatten as Affine maps of flattened images (chains merged:
+    64 -> 1024 -> 512 -> 10), neurons flattened; on the reference backend the same spike counts per sample and
+    layer on 60 test images, and outputs within float32 rounding of the merged maps."""
+    from pipeline.io.nirdense import dense_graph
+    graph = digits_graphs["maxnorm"]
+    dense = dense_graph(graph)
+    weights = [np.shape(n.weight) for n in dense.nodes.values() if isinstance(n, nir.Affine)]
+    assert sorted(weights) == sorted([(1024, 64), (512, 1024), (10, 512)])
+    x = digits.test_x[:60].float().numpy()
+    ref = backends.get("reference").run(graph, x, T)
+    flat = backends.get("reference").run(dense, x.reshape(len(x), -1), T)
+    for layer, counts in ref.spike_counts.items():
+        np.testing.assert_array_equal(flat.spike_counts[layer], counts)
+    np.testing.assert_allclose(flat.outputs, ref.outputs, rtol=1e-5, atol=1e-5 * np.abs(ref.outputs).max())
