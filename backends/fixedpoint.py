@@ -194,6 +194,19 @@ def weights(name: str, node) -> Weights:
     return Weights(m, int(table["weight_exp"]), bits)
 
 
+def exact_weights(name: str, node) -> Weights:
+    """The integer weights of a graph imported from lava-dl netx as 8-bit mantissas with a shared exponent
+    (m << exp = weight exactly, as lava-dl's optimize_weight_bits stores them), or Unsupported naming the node."""
+    w = to_integer(f"node {name!r} weight", node.weight, 1.0, INT32_LIMIT)
+    for exp in range(DENSE_STORE_BITS + 1):
+        m = w >> exp
+        lo, hi = mantissa_range(DENSE_STORE_BITS, sign_mode(m))
+        if np.array_equal(m << exp, w) and lo <= m.min() and m.max() <= hi:
+            return Weights(m, exp, DENSE_STORE_BITS)
+    raise Unsupported(f"node {name!r}: integer weights in [{w.min()}, {w.max()}] are no 8-bit mantissa times a "
+                      "power of two (Lava's Dense/Sparse weight format)")
+
+
 def unit(name: str, node, kind: str) -> float:
     table = fixed_point(f"node {name!r}", node.metadata, kind)
     if table is None:

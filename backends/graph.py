@@ -101,6 +101,13 @@ class GraphView:
     def succs(self, name: str) -> tuple[str, ...]:
         return tuple(b for b in self.order if name in self.preds[b])
 
+    def delay_steps(self, name: str) -> np.ndarray:
+        """The whole steps of Delay node `name` per element (its delays in seconds over the graph's dt)."""
+        steps = np.asarray(self.node(name).delay, np.float64) / self.dt
+        if np.any(np.abs(steps - np.rint(steps)) > 1e-6 * np.maximum(1, steps)):
+            raise GraphError(f"node {name!r} (Delay): delays are not whole multiples of the graph's dt = {self.dt:g}")
+        return np.broadcast_to(np.rint(steps), self.shape(name)).astype(np.int64)
+
 
 def toposort(nodes, edges) -> list[str]:
     """Node names in an order where every edge goes forward; GraphError names a cycle."""

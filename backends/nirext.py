@@ -129,7 +129,7 @@ def _lava_cuba(where: str, node: nir.NIRNode, meta: dict, reset: str, honours: t
     if LAVA_CUBA not in honours:
         raise NotHonoured(f"{where}: Lava's 12-bit CUBA decays ('{LAVA_CUBA}', imported from lava-dl netx) are "
                              "not computed by this backend (its LIF/CubaLIF decay in floating point); run it on "
-                             "the reference backend")
+                             "the reference or Lava backend")
     if not isinstance(node, (nir.LIF, nir.CubaLIF)) or reset != "zero":
         raise ExtensionError(f"{where}: '{LAVA_CUBA}' is defined for LIF/CubaLIF with reset 'zero' only")
     try:

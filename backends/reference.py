@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from backends import events as scatter
 from backends import fixedpoint, inputs as feed, kernels, neurons
-from backends.graph import GraphError, KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
+from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
 from backends.nirext import LAVA_CUBA, NEURON_TYPES, neuron_semantics
 from backends.result import RunResult
 
@@ -103,12 +103,8 @@ class _Lowering:
     def delay(self, name, node) -> Op:
         """y(t) = x(t - d), d = delay / dt steps per element (0 before the first d steps). Stepped like a
         neuron (state across steps); its state holds the last max(d) + 1 inputs, newest first."""
-        steps = np.asarray(node.delay, np.float64) / self.view.dt
-        if np.any(np.abs(steps - np.rint(steps)) > 1e-6 * np.maximum(1, steps)):
-            raise GraphError(f"node {name!r} (Delay): delays are not whole multiples of the graph's dt = "
-                             f"{self.view.dt:g}")
         shape = self.view.shape(name)
-        d = torch.as_tensor(np.broadcast_to(np.rint(steps), shape).astype(np.int64), device=self.device)
+        d = torch.as_tensor(self.view.delay_steps(name), device=self.device)
         depth = int(d.max()) + 1 if d.numel() else 1
 
         def step(history, x):
@@ -200,6 +196,21 @@ class _Lowering:
             v = neurons.li_step(v, x, p, dt)
             return v, v
         return Op(step, init=v0, integrator=True)
+
+
+LINEAR_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.Flatten, nir.Scale)
+
+
+def linear_map(view: GraphView, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix (out, in), bias (out,)) of linear node `name` (one of LINEAR_TYPES, one input) on C-order
+    flattened tensors, float64: the node's own lowering applied to zero (the bias) and to the identity basis."""
+    (pred,) = view.preds[name]
+    in_shape, n = view.shape(pred), int(np.prod(view.shape(pred)))
+    op = _Lowering(view, torch.device("cpu"), torch.float64).lower(name)
+    with torch.no_grad():
+        basis = torch.cat([torch.zeros(1, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)])
+        y = op.step(op.init(n + 1), basis.reshape(n + 1, *in_shape))[1].reshape(n + 1, -1).numpy()
+    return (y[1:] - y[0]).T, y[0]
 
 
 MODES = ("layer", "step")

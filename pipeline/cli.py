@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", parents=[common], help="write a NIR file in the form another tool's importer runs")
     p.add_argument("model_nir", metavar="MODEL.nir")
-    p.add_argument("--for", dest="tool", required=True, choices=("norse", "sinabs", "snntorch"))
+    p.add_argument("--for", dest="tool", required=True, choices=("norse", "sinabs", "snntorch", "rockpool"))
     p.add_argument("-o", "--out", required=True, help="the NIR file to write")
     p.add_argument("--approximate", action="store_true", help="write it even where the tool computes differently "
                    "(the differences are printed)")

@@ -444,8 +444,9 @@ def test_error_inside_a_lava_process_is_raised_and_lava_is_stopped(monkeypatch):
 
 def test_declares_what_it_honours():
     assert LAVA.name == "lava"
-    assert {"IF", "LIF", "CubaLIF", "I", "LI", "Conv2d", "Affine", "Flatten"} <= set(LAVA.honours["nodes"])
-    assert {"reset: zero", "reset: subtract", "reset: signed-memory", "v_init"} == set(LAVA.honours["neuron semantics"])
+    assert {"IF", "LIF", "CubaLIF", "I", "LI", "Conv2d", "Affine", "Flatten", "Delay"} <= set(LAVA.honours["nodes"])
+    assert {"reset: zero", "reset: subtract", "reset: signed-memory", "v_init",
+            "lava_cuba (netx graphs, on Lava's fixed-point LIF)"} == set(LAVA.honours["neuron semantics"])
     assert isinstance(backends.get("lava"), LavaBackend)
 
 

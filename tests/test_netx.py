@@ -70,10 +70,9 @@ def test_inexpressible_graphs_are_refused_naming_the_node(tmp_path):
         export_netx(avgpool_only(), tmp_path / "c.h5")
 
 
-def test_leaky_netx_neurons_run_with_lavas_12_bit_decay(tmp_path):
-    """A CUBA layer with vDecay = 128 is imported as a LIF carrying Lava's decay; the reference backend gives
-    the integer loop of Lava's fixed-point LIF (v = v (4096 - 128) >> 12 toward zero, + W s << 6); the float
-    LIF it states (forward Euler, no rounding) fires differently, which is why other backends refuse it."""
+def _leaky_netx(tmp_path):
+    """A netx file whose CUBA layer has vDecay = 128, imported; inputs, T, and the spike counts per sample of
+    that layer from the integer loop of Lava's fixed-point LIF (v = v (4096 - 128) >> 12 toward zero, + W s << 6)."""
     graph, (w1, b1, w2, b2) = _int_mlp(1)
     path = tmp_path / "leaky.h5"
     export_netx(graph, path)
@@ -81,7 +80,6 @@ def test_leaky_netx_neurons_run_with_lavas_12_bit_decay(tmp_path):
         del f["layer/1/neuron/vDecay"]
         f["layer/1/neuron"].create_dataset("vDecay", data=128)
     back = import_netx(path)
-    assert back.nodes["neuron1"].metadata["spikeport"]["lava_cuba"] == {"i_decay": 4096, "v_decay": 128}
     x = np.random.default_rng(1).integers(0, 4, (5, 4))
     T = 30
     v = np.zeros((5, 6), np.int64)
@@ -93,12 +91,32 @@ def test_leaky_netx_neurons_run_with_lavas_12_bit_decay(tmp_path):
         z = v > theta
         v[z] = 0
         counts += z
-    run = backends.get("reference").run(back, x.astype(np.float32), T)
     assert counts.sum() > 10
-    np.testing.assert_array_equal(run.spike_counts["neuron1"], counts.sum(1))
-    for name in ("norse", "lava"):
-        with pytest.raises(backends.Unsupported, match="node 'neuron1': Lava's 12-bit CUBA decays"):
-            backends.get(name).run(back, x.astype(np.float32), T)
+    return back, x.astype(np.float32), T, counts.sum(1)
+
+
+def test_leaky_netx_neurons_run_with_lavas_12_bit_decay(tmp_path):
+    """A CUBA layer with vDecay = 128 is imported as a LIF carrying Lava's decay; the reference backend gives
+    the integer loop of Lava's fixed-point LIF; the float LIF it states (forward Euler, no rounding) fires
+    differently, which is why Norse refuses it."""
+    back, x, T, counts = _leaky_netx(tmp_path)
+    assert back.nodes["neuron1"].metadata["spikeport"]["lava_cuba"] == {"i_decay": 4096, "v_decay": 128}
+    run = backends.get("reference").run(back, x, T)
+    np.testing.assert_array_equal(run.spike_counts["neuron1"], counts)
+    with pytest.raises(backends.Unsupported, match="node 'neuron1': Lava's 12-bit CUBA decays"):
+        backends.get("norse").run(back, x, T)
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_leaky_netx_neurons_run_on_lavas_own_fixed_point_lif(tmp_path):
+    """The same graph on the Lava backend: a netx graph runs on Lava's stock bit-accurate LIF (du = iDecay - 1,
+    dv = vDecay, the bias as bias_mant << 6), with the counts of the integer loop."""
+    back, x, T, counts = _leaky_netx(tmp_path)
+    lava = backends.get("lava")
+    assert lava.neuron_processes(back)["neuron1"] == "LIFReset"
+    run = lava.run(back, x, T)
+    np.testing.assert_array_equal(run.spike_counts["neuron1"], counts)
 
 
 def test_input_neuron_layers_are_imported_driven_by_their_bias(tmp_path):

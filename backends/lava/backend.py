@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from backends import fixedpoint
 from backends.graph import analyse
 from backends.lava.lowering import LOWERINGS, Builder, Network
+from backends.lava.stock import is_netx_graph
 from backends.lava.stream import time_varying
 from backends.nirext import SPIKING_TYPES, fixed_point
 from backends.result import RunResult
@@ -39,7 +40,8 @@ class LavaBackend:
     models, a quantized graph (`spikeport quantize`) on the fixed_pt models, bit-exact with `backends.fixedpoint`.
 
     IF/LIF/CubaLIF nodes run on Lava's own LIF process (`lava.proc.lif.LIFReset`) where their semantics are
-    its, the rest on spikeport's processes (`backends/lava/procs/`; docs/nir-extensions.md, "On Lava").
+    its (a graph imported from lava-dl netx, with Lava's 12-bit CUBA decays, on its fixed-point model with the
+    file's integers), the rest on spikeport's processes (`backends/lava/procs/`; docs/nir-extensions.md, "On Lava").
     Every node type in `SUPPORTED_TYPES` and every neuron semantics of docs/nir-extensions.md is run
     faithfully, so `approximate` never has anything to ignore; what cannot be lowered (e.g. a Conv2d
     with asymmetric 'same' padding, or int8 overflow of Lava's Conv parameters with conv='conv') raises
@@ -49,9 +51,10 @@ class LavaBackend:
     name = "lava"
     honours = {
         "nodes": sorted(t.__name__ for t in SUPPORTED_TYPES),
-        "neuron semantics": ["reset: zero", "reset: subtract", "reset: signed-memory", "v_init"],
+        "neuron semantics": ["reset: zero", "reset: subtract", "reset: signed-memory", "v_init",
+                             "lava_cuba (netx graphs, on Lava's fixed-point LIF)"],
         "limits": ["Conv2d: symmetric padding (conv='conv' also: kernel, stride, padding, dilation, groups <= 127)",
-                   "Flatten: of all non-batch dimensions"],
+                   "Flatten: of all non-batch dimensions", "Delay: not of an input carrying a constant bias"],
     }
     memory_budget = 64 * 2**20  # bytes of spike rasters per compiled network
 
@@ -78,6 +81,7 @@ class LavaBackend:
         varying = time_varying(inputs.shape, view.shape(view.input), T)
         chunk = self._chunk_size(view, len(inputs), T, record)
         quantized = fixed_point("graph", graph.metadata, "graph") is not None
+        netx = is_netx_graph(view)
         if quantized:
             fixedpoint.input_format(graph)
             out_unit = fixedpoint.output_unit(view)
@@ -86,12 +90,16 @@ class LavaBackend:
         with tqdm(total=len(inputs) * T, desc=f"lava T={T}", unit="step", disable=not progress, leave=False) as bar:
             for lo in range(0, len(inputs), chunk):
                 parts.append(_run_chunk(view, inputs[lo:lo + chunk], T, record, bar if progress else None,
-                                        FIXED_TAG if quantized else SELECT_TAG,
+                                        FIXED_TAG if quantized or netx else SELECT_TAG,
                                         dict(conv=conv, varying=varying, neurons=neurons)))
         result = _merge(parts, T, len(inputs), time.perf_counter() - start, record)
         if quantized:   # integer outputs back to values; an added output integrator holds them in v units
             pred = view.node(view.preds[view.output][0])
             result.outputs = result.outputs * (out_unit if isinstance(pred, nir.I) else out_unit / 2 ** fixedpoint.ACT_SHIFT)
+        if netx:   # the output integrator holds v units (x << 6); netx's own readout I scales them by its r
+            pred = view.node(view.preds[view.output][0])
+            r = np.asarray(pred.r, np.float64).reshape(-1) if isinstance(pred, nir.I) else 1.0
+            result.outputs = result.outputs * r / 2 ** fixedpoint.ACT_SHIFT
         return result
 
     def neuron_processes(self, graph: nir.NIRGraph, *, neurons: str = "stock") -> dict[str, str]:

@@ -4,7 +4,8 @@ Semantics follow docs/nir-extensions.md ("On Lava"); the input source and Lava's
 of delay each, which the lowering tracks per edge (`Signal.delay`), evens out at fan-in with `Delay` processes
 and hands to each neuron layer as the offset of its sample windows. Neuron nodes become Lava's own LIFReset
 where `backends.lava.stock` finds their semantics its, else spikeport's NeuronLayer. A quantized graph
-(`Builder.fixed`) is lowered to integer parameters for Lava's fixed_pt models, as `backends.fixedpoint` reads them.
+(`Builder.fixed`) is lowered to integer parameters for Lava's fixed_pt models, as `backends.fixedpoint` reads them;
+a graph imported from lava-dl netx (`Builder.netx`) to the fixed_pt models with the file's own integers.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from backends import fixedpoint
 from backends.graph import GraphView
 from backends.lava.layout import Signal
 from backends.lava import stock
-from backends.lava.procs import Delay, EventCounter, NeuronLayer, Pool2d, Scale, Shift, SpikeRecorder
+from backends.lava.procs import Delay, DelayLine, EventCounter, NeuronLayer, Pool2d, Scale, Shift, SpikeRecorder
 from backends.lava.procs.neuron import PARAMS, SPIKING
 from backends.lava.stream import SOURCE_DELAY, InputFormat, InputStream
 from backends.nirext import fixed_point, neuron_semantics
@@ -39,6 +40,7 @@ GRADED = 24  # num_message_bits > 0: Dense/Conv take their input as graded value
 INT8 = 127  # Lava's Conv model stores kernel size, stride, padding, dilation and groups as int8
 CONV_PROCESSES = ("sparse", "conv")  # how a Conv2d is lowered: Lava's Sparse (default) or its Conv process
 NEURON_PROCESSES = ("stock", "custom")  # Lava's LIF where a node's semantics are its own (`stock`), or never
+NETX_INPUT = InputFormat(1.0, fixedpoint.STATE_BITS, True)   # a netx graph takes its integer inputs as they are
 
 
 @dataclass
@@ -136,6 +138,21 @@ class Builder:
         self.source: SpikeDataloader | None = None
         self.output: Layer | None = None
         self.fixed = fixed_point("graph", view.graph.metadata, "graph")  # None for a float graph
+        self.netx = stock.is_netx_graph(view)   # integers and Lava's CUBA neurons, as lava-dl netx wrote them
+        if self.netx and neurons == "custom":
+            raise Unsupported("a graph imported from lava-dl netx runs on Lava's own fixed-point LIF (its 12-bit "
+                              "CUBA decays); neurons='custom' does not apply to it")
+
+    @property
+    def integer(self) -> bool:
+        """Whether the network runs on Lava's fixed_pt process models (a quantized or a netx graph)."""
+        return self.fixed is not None or self.netx
+
+    def weights(self, name: str, node) -> fixedpoint.Weights | None:
+        """The integer weights of weighted node `name` (None in floating point)."""
+        if self.fixed is not None:
+            return fixedpoint.weights(name, node)
+        return fixedpoint.exact_weights(name, node) if self.netx else None
 
     def build(self) -> Network:
         for name in self.view.order:
@@ -198,8 +215,7 @@ class Builder:
     def stock_layer(self, name: str, kind: str, p: stock.StockLIF, x: Signal) -> Layer:
         """Lava's `LIFReset` on input `x`, zeroed at the start of each sample window (reset_offset: the first
         step of a window is Lava's time_step 1 + x.delay (mod T)), with a `SpikeRecorder` keeping its books."""
-        fixed = self.fixed is not None
-        cast = (lambda a: np.rint(a).astype(np.int32)) if fixed else (lambda a: a)  # noqa: E731
+        cast = (lambda a: np.rint(a).astype(np.int32)) if self.integer else (lambda a: a)  # noqa: E731
         proc = LIFReset(shape=x.lava_shape, du=p.du, dv=p.dv, vth=p.vth, bias_mant=cast(x.to_lava(p.bias_mant)),
                         bias_exp=cast(x.to_lava(p.bias_exp)), reset_interval=self.T,
                         reset_offset=(1 + x.delay) % self.T, name=name)
@@ -216,6 +232,8 @@ class Builder:
         """Lava's LIF parameters for neuron node `name`, or why it runs on spikeport's `NeuronLayer`."""
         if self.neurons == "custom":
             return "neurons='custom' was asked for"
+        if self.netx:
+            return stock.netx_params(self.view, name, x.offset)
         if self.fixed is not None:
             return stock.fixed_params(self.view, name)
         return stock.float_params(self.view, name, x.offset)
@@ -228,7 +246,7 @@ def lower_input(b: Builder, name: str, node: nir.Input, x: None) -> Signal:
     Steps reach its port `SOURCE_DELAY` steps late."""
     shape = b.view.shape(name)
     stream = InputStream(b.inputs, b.T, b.varying, Signal.canonical((), shape, delay=0),
-                         InputFormat.of(b.fixed))
+                         NETX_INPUT if b.netx else InputFormat.of(b.fixed))
     b.source = SpikeDataloader(dataset=stream, interval=stream.block)
     return Signal.canonical((b.source.s_out,), shape, delay=SOURCE_DELAY)
 
@@ -238,8 +256,8 @@ def lower_affine(b: Builder, name: str, node, x: Signal) -> Signal:
     """Dense with the weight columns permuted to Lava's input order; the bias rides on as an offset.
     Fixed point: Dense's stored 8-bit weights, weight_exp, num_weight_bits and sign_mode (`dense_storage`)."""
     weight = np.asarray(node.weight, np.float64)
-    if b.fixed is not None:
-        w = fixedpoint.weights(name, node)
+    w = b.weights(name, node)
+    if w is not None:
         stored, k, mode = fixedpoint.dense_storage(w.m, w.bits)
         dense = Dense(weights=stored[:, x.perm].astype(np.int32), weight_exp=w.exp - k, num_weight_bits=w.bits,
                       sign_mode=SignMode[mode.upper()], num_message_bits=GRADED, name=name)
@@ -265,6 +283,21 @@ def _conv_padding(name: str, node: nir.Conv2d, kernel: tuple[int, int], dilation
     return _pair(node.padding)
 
 
+def _sparse_conv(name: str, in_lava: tuple, out_lava: tuple, lava_weight: np.ndarray,
+                 w: fixedpoint.Weights | None, geometry: tuple) -> Sparse:
+    """Lava's Sparse holding the convolution (`geometry`: stride, padding, dilation in (X, Y) order, groups) as
+    an (out, in) matrix: float weights, or the integer mantissas `w` stored as Dense stores them."""
+    stored = lava_weight
+    if w is not None:
+        stored, k, mode = fixedpoint.dense_storage(lava_weight, w.bits)
+    dst, src, wgt = conv_to_sparse(in_lava, out_lava, stored, *geometry)
+    matrix = csr_matrix((wgt, (dst, src)), shape=(int(np.prod(out_lava)), int(np.prod(in_lava))))
+    if w is None:
+        return Sparse(weights=matrix, num_message_bits=GRADED, name=name)
+    return Sparse(weights=matrix.astype(np.int32), num_message_bits=GRADED, name=name, weight_exp=w.exp - k,
+                  num_weight_bits=w.bits, sign_mode=SignMode[mode.upper()])
+
+
 @lowers(nir.Conv2d)
 def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
     """Lava's Sparse process holding the convolution as a (out, in) matrix (`b.conv == "sparse"`, one sparse
@@ -278,33 +311,34 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
     kernel = (weight.shape[2], weight.shape[3])
     stride, dilation, groups = _pair(node.stride), _pair(node.dilation), int(node.groups)
     padding = _conv_padding(name, node, kernel, dilation)
-    w = fixedpoint.weights(name, node) if b.fixed is not None else None
+    w = b.weights(name, node)
     lava_weight = np.ascontiguousarray((weight if w is None else w.m).transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
     out_shape = b.view.shape(name)
     out_lava = Signal.canonical((), out_shape, delay=0).lava_shape
-    # fixed point always takes the Conv process: backends.fixedpoint mirrors its bit-accurate model
-    if b.conv == "sparse" and w is None:
-        dst, src, wgt = conv_to_sparse(x.lava_shape, out_lava, lava_weight, stride[::-1], padding[::-1],
-                                       dilation[::-1], groups)
-        matrix = csr_matrix((wgt, (dst, src)), shape=(int(np.prod(out_lava)), int(np.prod(x.lava_shape))))
-        proc = Sparse(weights=matrix, num_message_bits=GRADED, name=name)
+    # a quantized graph always takes the Conv process (backends.fixedpoint mirrors its bit-accurate model); a netx
+    # graph takes Sparse with the stored weights of its Dense (lava-dl's own netx runs them on Conv)
+    geometry = (stride[::-1], padding[::-1], dilation[::-1], groups)
+    if b.conv == "sparse" and b.fixed is None:
+        proc = _sparse_conv(name, x.lava_shape, out_lava, lava_weight, w, geometry)
+        _connect(x, proc.s_in)
+        port = proc.a_out
     else:
         if max(*kernel, *stride, *padding, *dilation, groups) > INT8:
             raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride {stride}, padding "
                               f"{padding}, dilation {dilation} and groups {groups} as int8; values above {INT8} "
                               "are not supported (the default conv='sparse' has no such limit in floating point)")
         proc = Conv(weight=lava_weight if w is None else lava_weight.astype(np.int32), input_shape=x.lava_shape,
-                    padding=padding[::-1], stride=stride[::-1], dilation=dilation[::-1], groups=groups,
+                    padding=geometry[1], stride=geometry[0], dilation=geometry[2], groups=groups,
                     num_message_bits=GRADED, name=name)
         if tuple(proc.output_shape) != out_lava:
             raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(proc.output_shape)}, NIR says "
                               f"{out_shape}")
-    _connect(x, proc.s_in)
-    port = proc.a_out
-    if w is not None:   # Lava's fixed-point Conv ignores weight_exp: a Shift applies the shared exponent
-        shift = Shift(shape=out_lava, exp=w.exp, name=f"{name}/exp", error_dir=b.workdir)
-        port.connect(shift.a_in)
-        port = shift.a_out
+        _connect(x, proc.s_in)
+        port = proc.a_out
+        if w is not None:   # Lava's fixed-point Conv ignores weight_exp: a Shift applies the shared exponent
+            shift = Shift(shape=out_lava, exp=w.exp, name=f"{name}/exp", error_dir=b.workdir)
+            port.connect(shift.a_in)
+            port = shift.a_out
     b.count_events(name, x)
     bias = np.asarray(node.bias, np.float64).reshape(-1, 1, 1) * np.ones(out_shape)
     if x.offset is not None:
@@ -348,10 +382,29 @@ def lower_flatten(b: Builder, name: str, node: nir.Flatten, x: Signal) -> Signal
     return Signal(x.ports, (n,), (n,), x.perm, x.delay, offset)
 
 
+@lowers(nir.Delay)
+def lower_delay(b: Builder, name: str, node: nir.Delay, x: Signal) -> Signal:
+    """`DelayLine` holding each element back by its whole steps within the sample window (no process for
+    all-zero delays); the edge's own alignment delay is unchanged."""
+    steps = b.view.delay_steps(name)
+    if x.offset is not None and np.any(x.offset):
+        raise Unsupported(f"node {name!r}: a Delay of an input that carries a constant bias (it would reach the "
+                          "neurons only after the delay); put the Delay before the biased synapse")
+    if not steps.any():
+        return x
+    proc = DelayLine(steps=x.to_lava(steps).astype(np.int64), T=b.T, offset=x.delay, name=name,
+                     error_dir=b.workdir)
+    _connect(x, proc.a_in)
+    return Signal((proc.a_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
+
+
 @lowers(nir.Scale)
 def lower_scale(b: Builder, name: str, node: nir.Scale, x: Signal) -> Signal:
     """`Scale` process, elementwise within the step (fixed point: the integer graded-spike payloads)."""
     scale = node.scale
+    if b.netx:
+        raise Unsupported(f"node {name!r}: a Scale in a graph imported from lava-dl netx (its inputs would no "
+                          "longer be the integers netx receives); scale the inputs instead")
     if b.fixed is not None:
         scale = fixedpoint.to_integer(f"node {name!r} scale", scale, fixedpoint.unit(name, node, "scale"),
                                       fixedpoint.V_LIMIT)
@@ -363,8 +416,9 @@ def lower_scale(b: Builder, name: str, node: nir.Scale, x: Signal) -> Signal:
 
 @lowers(nir.IF, nir.LIF, nir.CubaLIF, nir.I, nir.LI)
 def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
-    """Lava's own `LIFReset` where the node's semantics are its (`stock.float_params`, `stock.fixed_params`),
-    else a `NeuronLayer` of the node's kind, with its reset and v_init from the spikeport metadata.
+    """Lava's own `LIFReset` where the node's semantics are its (`stock.float_params`, `stock.fixed_params`,
+    `stock.netx_params`), else a `NeuronLayer` of the node's kind, with its reset and v_init from the spikeport
+    metadata (in a netx graph only the integrator readout: its spiking neurons are all Lava's LIF).
 
     Signed spikes (reset 'signed-memory') are graded values -1/+1: Dense and Conv take them as such
     (num_message_bits > 0, floating point), and Scale, Pool2d and Delay pass them on unchanged."""
@@ -373,6 +427,13 @@ def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
     if isinstance(params, stock.StockLIF):
         return Signal((b.stock_layer(name, kind, params, x).proc.s_out,), x.torch_shape, x.lava_shape, x.perm,
                       x.delay)
+    if b.netx:
+        if kind != "I":
+            raise Unsupported(f"node {name!r}: {params}")
+        # netx's never-firing readout: v sums (x << 6) and the bias in v units; RunResult.outputs scale by r
+        layer = b.neuron_layer(name, kind, {"r": 1}, x, bias=(1 << fixedpoint.ACT_SHIFT) * np.asarray(
+            0.0 if x.offset is None else x.offset))
+        return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
     sem = neuron_semantics(name, node)
     if b.fixed is not None:   # integers in v units and the threshold mantissa (backends.fixedpoint.layer_params)
         p = fixedpoint.layer_params(b.view, name)

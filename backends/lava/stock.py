@@ -5,7 +5,8 @@ Lava's LIF (lava/proc/lif/models.py): u = u (1 - du) + a; v = v (1 - dv) + u + b
 v = 0 there. Floating point: du, dv, vth are one float each for the population, bias = bias_mant. Fixed
 point (PyLifResetModelBitAcc, Loihi's CUBA neuron): 12-bit du, dv with sign-magnitude decay, a << 6, 24-bit
 u and v, bias = bias_mant << bias_exp (13-bit mantissa, exponent 0..7), a 17-bit vth << 6. LIFReset zeroes
-u and v every `reset_interval` steps, which is how each sample window starts.
+u and v every `reset_interval` steps, which is how each sample window starts. A graph imported from lava-dl
+netx (`lava_cuba` neurons) runs on the fixed-point model with the file's own integers (`netx_params`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from backends import fixedpoint
 from backends.graph import GraphView
-from backends.nirext import neuron_semantics
+from backends.nirext import LAVA_CUBA, NEURON_TYPES, neuron_semantics
 
 STOCK_KINDS = (nir.IF, nir.LIF, nir.CubaLIF)
 BIAS_MANT = 1 << 12     # bias_mant is a signed 13-bit integer: [-4096, 4095]
@@ -99,6 +100,41 @@ def fixed_params(view: GraphView, name: str) -> StockLIF | str:
     return StockLIF(FULL_DECAY, 0, int(vth), *split)
 
 
+def is_netx_graph(view: GraphView) -> bool:
+    """Whether the graph holds neurons with Lava's 12-bit CUBA decays (`lava_cuba`, imported from lava-dl netx):
+    such a graph is integer arithmetic throughout and runs on Lava's fixed-point models."""
+    return any(neuron_semantics(n, view.node(n), honours=(LAVA_CUBA,)).lava_cuba is not None
+               for n in view.order if isinstance(view.node(n), NEURON_TYPES))
+
+
+def netx_params(view: GraphView, name: str, offset) -> StockLIF | str:
+    """The stock bit-accurate LIF that netx builds for neuron node `name` of a graph imported from lava-dl netx
+    (lava/lib/dl/netx/hdf5.py get_neuron_params: du = iDecay - 1, dv = vDecay, vth = vThMant; the layer bias as
+    bias_mant << 6), whose input carries the constant integer `offset` (torch layout, or None); or the reason
+    there is none. An IF of such a graph is netx's iDecay 4096, vDecay 0 neuron."""
+    node = view.node(name)
+    reason = _semantics(name, node, honours=(LAVA_CUBA,))
+    if reason:
+        return reason
+    sem = neuron_semantics(name, node, honours=(LAVA_CUBA,))
+    if sem.lava_cuba is not None:
+        i_decay, v_decay = sem.lava_cuba
+    elif isinstance(node, nir.IF) and np.all(np.asarray(node.r) == 1):
+        i_decay, v_decay = FULL_DECAY + 1, 0
+    else:
+        return f"a {type(node).__name__} without Lava's CUBA decays in a graph imported from lava-dl netx"
+    vth = _uniform(node.v_threshold)
+    if vth is None or vth != int(vth):
+        return "the threshold is no single integer mantissa (Lava's vth is one value per process)"
+    bias = np.broadcast_to(np.asarray(0.0 if offset is None else offset, np.float64), view.shape(name))
+    if np.any(bias) and i_decay != FULL_DECAY + 1:
+        return "a bias with a decaying current (netx adds the bias to v, NIR's synapse to the current)"
+    split = bias_mant_exp(np.rint(bias * (1 << fixedpoint.ACT_SHIFT)).astype(np.int64))
+    if split is None or np.any(bias != np.rint(bias)):
+        return "a bias that is no integer 13-bit mantissa << 0..7 (Lava's bias_mant, bias_exp)"
+    return StockLIF(i_decay - 1, v_decay, int(vth), *split)
+
+
 def bias_mant_exp(bias: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Integers `bias` as bias_mant << bias_exp with the smallest exponent per element, or None if some
     element has no such form."""
@@ -113,11 +149,11 @@ def bias_mant_exp(bias: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return bias >> exp, exp
 
 
-def _semantics(name: str, node) -> str:
+def _semantics(name: str, node, honours: tuple[str, ...] = ()) -> str:
     """Why the node's semantics are not Lava's LIF ('' if they are, parameters aside)."""
     if not isinstance(node, STOCK_KINDS):
         return f"Lava's LIF has no {type(node).__name__}"
-    sem = neuron_semantics(name, node)
+    sem = neuron_semantics(name, node, honours)
     if sem.signed or sem.reset != "zero":
         return f"reset '{sem.reset}' (Lava's LIF resets to zero)"
     if sem.v_init is not None and np.any(np.asarray(sem.v_init)):

@@ -6,6 +6,6 @@ while it searches for process models.
 """
 from backends.lava.procs.neuron import NeuronLayer
 from backends.lava.procs.probe import EventCounter, SpikeRecorder
-from backends.lava.procs.relay import Delay, Pool2d, Scale, Shift
+from backends.lava.procs.relay import Delay, DelayLine, Pool2d, Scale, Shift
 
-__all__ = ["Delay", "EventCounter", "NeuronLayer", "Pool2d", "Scale", "Shift", "SpikeRecorder"]
+__all__ = ["Delay", "DelayLine", "EventCounter", "NeuronLayer", "Pool2d", "Scale", "Shift", "SpikeRecorder"]

@@ -1,8 +1,9 @@
-"""Stateless Lava processes between layers: a fixed delay line, elementwise scaling, 2-d pooling, and (fixed
+"""Lava processes between layers: a fixed delay line, NIR's Delay, elementwise scaling, 2-d pooling, and (fixed
 point only) the power-of-two shift that applies a Conv layer's shared weight exponent.
 
 Scale, Pool2d and Shift act within the step they receive (no added delay), like the synchronous semantics of
-docs/nir-extensions.md; Delay holds a signal back so paths of different depth meet in step.
+docs/nir-extensions.md; Delay holds a signal back so paths of different depth meet in step; DelayLine is a
+nir.Delay node (per-element delays within each sample window, e.g. lava-dl's axonal delays).
 """
 from __future__ import annotations
 
@@ -60,6 +61,47 @@ class PyDelayModelFixed(PyDelayModelFloat):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         self.line = deque(np.zeros(self.out_shape, np.int32) for _ in range(self.proc_params["steps"]))
+
+
+class DelayLine(AbstractProcess):
+    """NIR's Delay: element i sends at step t what it received at step t - steps[i] of the same sample window
+    (zeros before; windows of `T` steps start at Lava's time_step 1 + `offset` (mod T), as for `NeuronLayer`)."""
+
+    def __init__(self, *, steps: np.ndarray, T: int, offset: int, name: str, error_dir: str) -> None:
+        steps = np.asarray(steps, np.int64)
+        super().__init__(steps=steps, T=int(T), offset=int(offset), name=name, error_dir=str(error_dir))
+        self.a_in = InPort(shape=steps.shape)
+        self.a_out = OutPort(shape=steps.shape)
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyDelayLineModelFloat(GuardedModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.steps = self.proc_params["steps"]
+        self.out_shape = self.steps.shape
+        self.history = np.zeros((int(self.steps.max(initial=0)) + 1, *self.out_shape), self.zero_dtype)
+
+    def compute(self, x: np.ndarray) -> np.ndarray:
+        if (self.time_step - 1 - self.proc_params["offset"]) % self.proc_params["T"] == 0:
+            self.history[:] = 0   # a new sample window: nothing of the previous sample is still on its way
+        self.history[1:] = self.history[:-1].copy()
+        self.history[0] = x
+        return np.take_along_axis(self.history, self.steps[None], 0)[0]
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayLineModelFixed(PyDelayLineModelFloat):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    zero_dtype = np.int32
 
 
 class Scale(AbstractProcess):
