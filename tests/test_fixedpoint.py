@@ -63,10 +63,10 @@ def _params(kind, reset, vth, bias=0, v_init=0):
 def test_neuron_steps_by_hand():
     # IF, reset by subtraction, vth = 2 -> threshold 128 in v units; input a -> u = 64 a; bias 10
     p = _params("IF", "subtract", 2, bias=10)
-    v, out = fx.neuron_init(p, 1), []
+    state, out = fx.neuron_init(p, 1), []
     for a in (1, 1, 0, 3):
-        v, z = fx.neuron_step(p, v, np.array([[a]]))
-        out.append((int(v[0, 0]), int(z[0, 0])))
+        state, z = fx.neuron_step(p, state, np.array([[a]]))
+        out.append((int(state.v[0, 0]), int(z[0, 0])))
     # 0+64+10=74; 74+74=148>=128 -> 20; 20+10=30; 30+192+10=232 -> 104
     assert out == [(74, 0), (20, 1), (30, 0), (104, 1)]
     # signed neuron with memory, vth = 1 (64): +1 while m = 0 is allowed, -1 only while m > 0
@@ -74,12 +74,12 @@ def test_neuron_steps_by_hand():
     state, out = fx.neuron_init(p, 1), []
     for a in (1, -2, -2, -1):
         state, z = fx.neuron_step(p, state, np.array([[a]]))
-        out.append((int(state[0][0, 0]), int(state[1][0, 0]), int(z[0, 0])))
+        out.append((int(state.v[0, 0]), int(state.m[0, 0]), int(z[0, 0])))
     # 64 -> +1 (v 0, m 1); -128 -> -1 (v -64, m 0); -192: m = 0 -> no spike; -256: none
     assert out == [(0, 1, 1), (-64, 0, -1), (-192, 0, 0), (-256, 0, 0)]
     # the state saturates at +-(2^23 - 1)
     p = _params("I", "zero", 0, bias=2 ** 23 - 10)
-    v, y = fx.neuron_step(p, fx.neuron_init(p, 1), np.array([[1]]))
+    _, y = fx.neuron_step(p, fx.neuron_init(p, 1), np.array([[1]]))
     assert int(y[0, 0]) == 2 ** 23 - 1
 
 

@@ -91,7 +91,8 @@ class LavaBackend:
         result = _merge(parts, T, len(inputs), time.perf_counter() - start, record)
         if quantized:   # integer outputs back to values; an added output integrator holds them in v units
             pred = view.node(view.preds[view.output][0])
-            result.outputs = result.outputs * (out_unit if isinstance(pred, nir.I) else out_unit / 2 ** fixedpoint.ACT_SHIFT)
+            result.outputs = result.outputs * (out_unit if isinstance(pred, fixedpoint.INTEGRATORS)
+                                               else out_unit / 2 ** fixedpoint.ACT_SHIFT)
         return result
 
     def neuron_processes(self, graph: nir.NIRGraph, *, neurons: str = "stock") -> dict[str, str]:

@@ -316,9 +316,13 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
 
 @lowers(nir.AvgPool2d, nir.SumPool2d)
 def lower_pool(b: Builder, name: str, node, x: Signal) -> Signal:
-    """`Pool2d` process; torch `avg_pool2d` with zero padding counted, or its sum."""
+    """`Pool2d` process; torch `avg_pool2d` with zero padding counted, or its sum. Fixed point: Lava's own Conv
+    with a kernel of ones per channel (groups = channels), the integer sum (`fixedpoint.pool_kwargs`; an
+    average's 1 / area lives in the next layer's weights), one step of delay."""
     if not x.is_canonical or len(x.torch_shape) != 3:
         raise Unsupported(f"node {name!r}: pooling needs a (C, H, W) input, got a tensor of shape {x.torch_shape}")
+    if b.fixed is not None:
+        return _sum_pool_conv(b, name, node, x)
     kernel, stride, padding = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
     divisor = 1.0 if isinstance(node, nir.SumPool2d) else float(kernel[0] * kernel[1])
     proc = Pool2d(input_shape=x.lava_shape, kernel=kernel[::-1], stride=stride[::-1], padding=padding[::-1],
@@ -333,6 +337,23 @@ def lower_pool(b: Builder, name: str, node, x: Signal) -> Signal:
     out = Signal.canonical((proc.a_out,), out_shape, delay=x.delay, offset=offset)
     if tuple(proc.output_shape) != out.lava_shape:
         raise Unsupported(f"node {name!r}: pooling gives shape {tuple(proc.output_shape)}, NIR says {out_shape}")
+    return out
+
+
+def _sum_pool_conv(b: Builder, name: str, node, x: Signal) -> Signal:
+    kw = fixedpoint.pool_kwargs(node, x.torch_shape[0])
+    kernel = kw["kernel"]
+    if max(*kernel, *kw["stride"], *kw["padding"], kw["groups"]) > INT8:
+        raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride, padding and groups "
+                          f"{kw['groups']} as int8; values above {INT8} are not supported in fixed point")
+    out_shape = b.view.shape(name)
+    proc = Conv(weight=np.ones((kw["groups"], kernel[1], kernel[0], 1), np.int32), input_shape=x.lava_shape,
+                padding=kw["padding"][::-1], stride=kw["stride"][::-1], groups=kw["groups"],
+                num_message_bits=GRADED, name=name)
+    out = Signal.canonical((proc.a_out,), out_shape, delay=x.delay + 1)
+    if tuple(proc.output_shape) != out.lava_shape:
+        raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(proc.output_shape)}, NIR says {out_shape}")
+    _connect(x, proc.s_in)
     return out
 
 
@@ -374,9 +395,12 @@ def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
         return Signal((b.stock_layer(name, kind, params, x).proc.s_out,), x.torch_shape, x.lava_shape, x.perm,
                       x.delay)
     sem = neuron_semantics(name, node)
-    if b.fixed is not None:   # integers in v units and the threshold mantissa (backends.fixedpoint.layer_params)
+    if b.fixed is not None:   # integers in v units, the threshold mantissa, decays (backends.fixedpoint.layer_params)
         p = fixedpoint.layer_params(b.view, name)
-        custom = {"r": 1, "v_threshold": p.vth, "v_reset": p.v_reset} if kind == "IF" else {"r": 1}
+        kind = p.kind
+        custom = {"r": 1, "du": p.du, "dv": p.dv, "bias_u": p.bias_u}
+        if kind == "IF":
+            custom.update(v_threshold=p.vth, v_reset=p.v_reset)
         v_init, bias = p.v_init, p.bias
     else:
         custom, v_init, bias = {k: getattr(node, k) for k in PARAMS[kind]}, sem.v_init, None
@@ -389,7 +413,7 @@ def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
 def lower_output(b: Builder, name: str, node: nir.Output, x: Signal) -> Signal:
     """The network output: an integrator's final v, else the sum over T of what reaches Output."""
     preds = b.view.preds[name]
-    if len(preds) == 1 and isinstance(b.view.node(preds[0]), (nir.I, nir.LI)):
+    if len(preds) == 1 and isinstance(b.view.node(preds[0]), fixedpoint.INTEGRATORS):
         b.output = b.layers[preds[0]]
     else:
         b.output = b.neuron_layer(name, "I", {"r": 1.0}, x)
