@@ -2,7 +2,7 @@
 NIR graph built on it (the reference simulator's `fixed_point=True` mode), spike-for-spike equal to Lava.
 
 Mirrors lava-nc 0.10.0: Dense (lava/proc/dense/models.py, PyDenseModelBitAcc, with lava/utils/weightutils.py),
-Conv (lava/proc/conv/models.py, PyConvModelFixed; also sum and average pooling, as a grouped Conv of ones) and the
+Conv (lava/proc/conv/models.py, PyConvModelFixed; sum and average pooling as a grouped convolution of ones) and the
 CUBA neuron of AbstractPyLifModelFixed (lava/proc/lif/models.py: 12-bit du, dv) that Lava's stock LIF and
 spikeport's own neuron process run in their fixed_pt models (docs/nir-extensions.md, "Fixed point").
 """
@@ -301,8 +301,9 @@ def pair(v) -> tuple[int, int]:
 
 
 def pool_kwargs(node, channels: int) -> dict:
-    """Sum pooling as the grouped convolution with a kernel of ones that Lava's Conv runs (average pooling
-    too: in a quantized graph its 1 / kernel area lives in the next layer's weight step, docs/nir-extensions.md)."""
+    """Sum pooling as the grouped convolution with a kernel of ones (Lava runs it as a Sparse matrix of ones);
+    average pooling too: in a quantized graph its 1 / kernel area lives in the next layer's weight step
+    (docs/nir-extensions.md, "Fixed point")."""
     return dict(kernel=pair(node.kernel_size), stride=pair(node.stride), padding=pair(node.padding), dilation=(1, 1),
                 groups=int(channels))
 

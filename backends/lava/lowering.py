@@ -316,13 +316,14 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
 
 @lowers(nir.AvgPool2d, nir.SumPool2d)
 def lower_pool(b: Builder, name: str, node, x: Signal) -> Signal:
-    """`Pool2d` process; torch `avg_pool2d` with zero padding counted, or its sum. Fixed point: Lava's own Conv
-    with a kernel of ones per channel (groups = channels), the integer sum (`fixedpoint.pool_kwargs`; an
-    average's 1 / area lives in the next layer's weights), one step of delay."""
+    """`Pool2d` process; torch `avg_pool2d` with zero padding counted, or its sum. Fixed point: Lava's own
+    bit-accurate Sparse holding the grouped convolution with a kernel of ones (`fixedpoint.pool_kwargs`), i.e.
+    the integer sum (an average's 1 / area lives in the next layer's weights); one step of delay. (Lava's Conv
+    stores groups as int8, too few for 128+ channels, and its scipy loop is far slower.)"""
     if not x.is_canonical or len(x.torch_shape) != 3:
         raise Unsupported(f"node {name!r}: pooling needs a (C, H, W) input, got a tensor of shape {x.torch_shape}")
     if b.fixed is not None:
-        return _sum_pool_conv(b, name, node, x)
+        return _sum_pool_sparse(b, name, node, x)
     kernel, stride, padding = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
     divisor = 1.0 if isinstance(node, nir.SumPool2d) else float(kernel[0] * kernel[1])
     proc = Pool2d(input_shape=x.lava_shape, kernel=kernel[::-1], stride=stride[::-1], padding=padding[::-1],
@@ -340,21 +341,19 @@ def lower_pool(b: Builder, name: str, node, x: Signal) -> Signal:
     return out
 
 
-def _sum_pool_conv(b: Builder, name: str, node, x: Signal) -> Signal:
+def _sum_pool_sparse(b: Builder, name: str, node, x: Signal) -> Signal:
     kw = fixedpoint.pool_kwargs(node, x.torch_shape[0])
-    kernel = kw["kernel"]
-    if max(*kernel, *kw["stride"], *kw["padding"], kw["groups"]) > INT8:
-        raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride, padding and groups "
-                          f"{kw['groups']} as int8; values above {INT8} are not supported in fixed point")
+    kernel, channels = kw["kernel"], kw["groups"]
     out_shape = b.view.shape(name)
-    proc = Conv(weight=np.ones((kw["groups"], kernel[1], kernel[0], 1), np.int32), input_shape=x.lava_shape,
-                padding=kw["padding"][::-1], stride=kw["stride"][::-1], groups=kw["groups"],
-                num_message_bits=GRADED, name=name)
-    out = Signal.canonical((proc.a_out,), out_shape, delay=x.delay + 1)
-    if tuple(proc.output_shape) != out.lava_shape:
-        raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(proc.output_shape)}, NIR says {out_shape}")
+    out_lava = Signal.canonical((), out_shape, delay=0).lava_shape
+    dst, src, _ = conv_to_sparse(x.lava_shape, out_lava, np.ones((channels, kernel[1], kernel[0], 1)),
+                                 kw["stride"][::-1], kw["padding"][::-1], (1, 1), channels)
+    ones = csr_matrix((np.ones(len(dst), np.int32), (dst, src)),
+                      shape=(int(np.prod(out_lava)), int(np.prod(x.lava_shape))))
+    proc = Sparse(weights=ones, weight_exp=0, num_weight_bits=8, sign_mode=SignMode.EXCITATORY,
+                  num_message_bits=GRADED, name=name)
     _connect(x, proc.s_in)
-    return out
+    return Signal.canonical((proc.a_out,), out_shape, delay=x.delay + 1)
 
 
 @lowers(nir.Flatten)

@@ -182,8 +182,9 @@ class _Quantizer:
                             * vunit).astype(np.float32)
         if isinstance(node, (nir.LIF, nir.LI, nir.CubaLIF)):   # v_leak enters v as dt/tau v_leak per step
             per_step = fx.leak_gain(node, self.view.dt)
-            node.v_leak = (np.rint(per_step * np.asarray(node.v_leak, np.float64) / vunit) * vunit / per_step
-                           ).astype(np.float32)
+            leak = quantize_bias(per_step * np.asarray(node.v_leak, np.float64) / vunit, self.fmt["bias_mant_bits"],
+                                 self.fmt["bias_exp_max"])
+            node.v_leak = (leak * vunit / per_step).astype(np.float32)
         if meta:
             node.metadata = {**(node.metadata or {}), "spikeport": meta}
         node.metadata = with_fixed_point(node.metadata, {"unit": unit})
