@@ -182,11 +182,13 @@ def decays(where: str, node, dt: float) -> tuple[np.ndarray, np.ndarray]:
     tau_mem. A quantized graph holds taus at which these are integers."""
     if isinstance(node, (nir.IF, nir.I)):
         return np.asarray(FULL_DECAY), np.asarray(0)
+
+    def twelve_bit(attr: str, hi: int) -> np.ndarray:
+        return to_integer(f"{where} 4096 dt/{attr}", DECAY_UNITY * dt / np.asarray(getattr(node, attr), np.float64),
+                          1, hi)
     if isinstance(node, (nir.LIF, nir.LI)):
-        return np.asarray(FULL_DECAY), to_integer(f"{where} 4096 dt/tau", DECAY_UNITY * dt / np.asarray(node.tau, np.float64), 1, FULL_DECAY)
-    du = to_integer(f"{where} 4096 dt/tau_syn", DECAY_UNITY * dt / np.asarray(node.tau_syn, np.float64), 1, DECAY_UNITY) - 1
-    dv = to_integer(f"{where} 4096 dt/tau_mem", DECAY_UNITY * dt / np.asarray(node.tau_mem, np.float64), 1, FULL_DECAY)
-    return du, dv
+        return np.asarray(FULL_DECAY), twelve_bit("tau", FULL_DECAY)
+    return twelve_bit("tau_syn", DECAY_UNITY) - 1, twelve_bit("tau_mem", FULL_DECAY)
 
 
 def input_gain(node, dt: float) -> np.ndarray:
@@ -198,7 +200,8 @@ def input_gain(node, dt: float) -> np.ndarray:
         return r
     if isinstance(node, (nir.LIF, nir.LI)):
         return dt / np.asarray(node.tau, np.float64) * r
-    return dt / np.asarray(node.tau_syn, np.float64) * np.asarray(node.w_in, np.float64) * dt / np.asarray(node.tau_mem, np.float64) * r
+    w_in = np.asarray(node.w_in, np.float64)
+    return dt / np.asarray(node.tau_syn, np.float64) * w_in * dt / np.asarray(node.tau_mem, np.float64) * r
 
 
 def leak_gain(node, dt: float) -> float:

@@ -47,8 +47,8 @@ def networks(lava_cifar: bool):
     train_ann(cnn, digits.train_x, digits.train_y, digits.test_x, digits.test_y, TrainConfig(epochs=10, seed=0),
               progress=False)
     dx, dy, dcal = digits.test_x.numpy(), digits.test_y.numpy(), digits.train_x.numpy()
-    yield ("digits-cnn (maxnorm, reset to zero)",
-           convert(cnn.eval(), digits.input_shape, digits.train_x, method="maxnorm", reset="zero"), dcal, dx, dy, 32, 10)
+    graph = convert(cnn.eval(), digits.input_shape, digits.train_x, method="maxnorm", reset="zero")
+    yield "digits-cnn (maxnorm, reset to zero)", graph, dcal, dx, dy, 32, 10
     torch.manual_seed(0)
     lif = train_snn(build_model("digits-cnn", digits.input_shape, digits.num_classes), digits, "stbp", T=4, epochs=1,
                     neuron="lif")

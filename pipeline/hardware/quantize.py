@@ -106,7 +106,8 @@ class _Quantizer:
             g = np.unique(np.broadcast_to(fx.input_gain(node, self.view.dt), self.view.shape(name)))
             if g.size != 1 or g[0] <= 0:
                 raise QuantizeError(f"node {name!r}: fixed point needs one positive input gain per layer (r, w_in "
-                                    f"and the taus equal across neurons), got {g.size} values in [{g.min()}, {g.max()}]")
+                                    f"and the taus equal across neurons), got {g.size} values in "
+                                    f"[{g.min()}, {g.max()}]")
             self.gains[name] = float(g[0])
         return self.gains[name]
 
@@ -198,7 +199,8 @@ class _Quantizer:
         neuron's activation unit (over its input gain), so they add to the synaptic input exactly; quantized as a
         synapse weight (a weight_bits mantissa << exponent 0..weight_exp_max)."""
         self.check_spiking_source(name)
-        m, exp, _ = quantize_weights(np.asarray(node.scale, np.float64) / unit, self.bits, 0, self.fmt["weight_exp_max"])
+        m, exp, _ = quantize_weights(np.asarray(node.scale, np.float64) / unit, self.bits, 0,
+                                     self.fmt["weight_exp_max"])
         node.scale = (np.left_shift(m, exp) * unit).astype(np.float32)
         node.metadata = with_fixed_point(node.metadata, {"unit": unit})
 
