@@ -1,8 +1,8 @@
 """Quantize a converted NIR graph to a fixed-point target's formats (hwconfigs/<target>.toml [formats]).
 
-Weights become integer mantissas with one shared power-of-two exponent per layer, thresholds, biases and v(0)
-integers, direct input and graded spike payloads integers; the scheme is docs/nir-extensions.md, "Fixed point".
-"""
+Weights become integer mantissas with one shared power-of-two exponent per layer (neuron input gains folded in),
+taus Loihi's 12-bit decays, thresholds, biases, leaks and v(0) integers, direct input and graded spike payloads
+integers; the scheme is docs/nir-extensions.md, "Fixed point"."""
 from __future__ import annotations
 
 import copy
