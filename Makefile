@@ -36,7 +36,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q --run-slow $(PYTEST_ARGS)
 
-BENCHMARKS ?= methods_digits quantize_digits training_cost speed_reference event_driven scaling_reference speed_lava lava_stock lavadl_networks
+BENCHMARKS ?= methods_digits quantize_digits training_cost speed_reference event_driven scaling_reference speed_lava lava_stock lavadl_networks deploy_networks
 
 bench: $(STAMP)
 	for b in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$b || exit 1; done

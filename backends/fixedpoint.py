@@ -2,15 +2,15 @@
 NIR graph built on it (the reference simulator's `fixed_point=True` mode), spike-for-spike equal to Lava.
 
 Mirrors lava-nc 0.10.0: Dense (lava/proc/dense/models.py, PyDenseModelBitAcc, with lava/utils/weightutils.py),
-Conv (lava/proc/conv/models.py, PyConvModelFixed) and the LIF conventions of AbstractPyLifModelFixed
-(lava/proc/lif/models.py) that spikeport's own neuron process uses in its fixed_pt model (docs/nir-extensions.md,
-"Fixed point").
+Conv (lava/proc/conv/models.py, PyConvModelFixed; sum and average pooling as a grouped convolution of ones) and the
+CUBA neuron of AbstractPyLifModelFixed (lava/proc/lif/models.py: 12-bit du, dv) that Lava's stock LIF and
+spikeport's own neuron process run in their fixed_pt models (docs/nir-extensions.md, "Fixed point").
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import nir
 import numpy as np
@@ -29,7 +29,14 @@ ACT_SHIFT = 6                     # synaptic input and threshold are MSB-aligned
 DENSE_STORE_BITS = 8              # Dense clips its stored weights to 8 bits (+ sign in mixed mode)
 FLOAT32_EXACT = 2 ** 24           # Lava's Conv sums in float32: exact only below 2^24
 INT32_LIMIT = 2 ** 31             # Dense accumulates in int32
-SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.Scale, nir.IF, nir.I)
+DECAY_BITS = 12                   # du and dv are 12-bit fractions of 4096 (decay_shift)
+DECAY_UNITY = 1 << DECAY_BITS
+FULL_DECAY = DECAY_UNITY - 1      # du = 4095: with Loihi's ds_offset of 1, u keeps only the new input
+SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
+INTEGRATORS = (nir.I, nir.LI)
+NEURONS = SPIKING + INTEGRATORS
+POOLS = (nir.AvgPool2d, nir.SumPool2d)
+SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Flatten, nir.Scale, *POOLS, *NEURONS)
 
 
 # --- the integer operations --------------------------------------------------------------------------------
@@ -50,6 +57,13 @@ def wrap_current(u: np.ndarray) -> np.ndarray:
     limit = 1 << (STATE_BITS - 1)
     wrapped = np.where(u > limit, u - 2 * limit, u)
     return np.where(wrapped <= -limit, u + 2 * limit, wrapped)
+
+
+def decay(x: np.ndarray, d) -> np.ndarray:
+    """x (4096 - d) / 4096 rounded toward zero, as AbstractPyLifModelFixed.subthr_dynamics decays u and v:
+    sign(y) (|y| >> 12) with y = x (4096 - d)."""
+    y = np.asarray(x, np.int64) * (DECAY_UNITY - np.asarray(d, np.int64))
+    return np.sign(y) * np.right_shift(np.abs(y), DECAY_BITS)
 
 
 def sign_mode(m: np.ndarray) -> str:
@@ -111,7 +125,9 @@ def to_integer(where: str, value, step: float, limit: int) -> np.ndarray:
 @dataclass(frozen=True)
 class NeuronParams:
     """One fixed-point neuron layer; every value in v units (unit / 2^6) except `vth`, the 17-bit threshold
-    mantissa (effective threshold vth << 6). kind: "IF" or "I"; reset: as in docs/nir-extensions.md."""
+    mantissa (effective threshold vth << 6), and the 12-bit decays du (current; Lava adds ds_offset 1) and dv
+    (voltage). kind: "IF" (spiking: NIR IF, LIF, CubaLIF) or "I" (integrator, the output is v: NIR I, LI);
+    reset: as in docs/nir-extensions.md; bias_u: a constant added to the current u (a CubaLIF's input bias)."""
 
     kind: str
     reset: str
@@ -119,37 +135,86 @@ class NeuronParams:
     v_reset: np.ndarray
     bias: np.ndarray
     v_init: np.ndarray
+    du: np.ndarray = FULL_DECAY
+    dv: np.ndarray = 0
+    bias_u: np.ndarray = 0
 
 
-def neuron_init(p: NeuronParams, batch: int):
+class NeuronState(NamedTuple):
+    """Current u, voltage v and, for the signed neuron with memory, the net spike count m (else None)."""
+
+    u: np.ndarray
+    v: np.ndarray
+    m: np.ndarray | None = None
+
+
+def neuron_init(p: NeuronParams, batch: int) -> NeuronState:
     v = np.broadcast_to(p.v_init, (batch, *p.v_init.shape)).astype(np.int64)
-    return (v, np.zeros_like(v)) if p.reset == SIGNED else v
+    return NeuronState(np.zeros_like(v), v, np.zeros_like(v) if p.reset == SIGNED else None)
 
 
-def neuron_step(p: NeuronParams, state, a: np.ndarray):
-    """One step of AbstractPyLifModelFixed with du = 4095 (u takes the new input only) and dv = 0 (no leak):
-    u = wrap24(a << 6); v = clip(v + u + bias, +-(2^23 - 1)); then the spike and reset of `p.reset` against
-    vth << 6 (fire on v > vth for reset to v_reset, v >= vth for subtraction and the signed neuron).
-    Returns (state, output): spikes in {-1, 0, 1}, or v for the integrator I."""
-    v, m = state if p.reset == SIGNED else (state, None)
-    u = wrap_current(np.left_shift(a, ACT_SHIFT))
-    v = np.clip(v + u + p.bias, -V_LIMIT, V_LIMIT)
+def neuron_step(p: NeuronParams, state: NeuronState, a: np.ndarray) -> tuple[NeuronState, np.ndarray]:
+    """One step of AbstractPyLifModelFixed.subthr_dynamics (lava-nc 0.10.0, Loihi's CUBA neuron):
+    u = wrap24(decay(u, du + 1) + (a << 6) + bias_u); v = clip(decay(v, dv) + u + bias, +-(2^23 - 1)); then the
+    spike and reset of `p.reset` against vth << 6 (fire on v > vth for reset to v_reset, v >= vth for
+    subtraction and the signed neuron). An IF is du = 4095 (u takes the new input only), dv = 0 (no leak).
+    Returns (state, output): spikes in {-1, 0, 1}, or v for an integrator."""
+    u = wrap_current(decay(state.u, p.du + 1) + np.left_shift(a, ACT_SHIFT) + p.bias_u)
+    v = np.clip(decay(state.v, p.dv) + u + p.bias, -V_LIMIT, V_LIMIT)
     if p.kind == "I":
-        return v, v
+        return NeuronState(u, v), v
     theta = np.left_shift(p.vth, ACT_SHIFT)
     if p.reset == SIGNED:
         pos = v >= theta
-        neg = (v <= -theta) & (m > 0) & ~pos
+        neg = (v <= -theta) & (state.m > 0) & ~pos
         z = pos.astype(np.int64) - neg
-        return (v - theta * z, m + z), z
+        return NeuronState(u, v - theta * z, state.m + z), z
     if p.reset == "subtract":
         z = (v >= theta).astype(np.int64)
-        return v - theta * z, z
+        return NeuronState(u, v - theta * z), z
     z = (v > theta).astype(np.int64)
-    return np.where(z.astype(bool), p.v_reset, v), z
+    return NeuronState(u, np.where(z.astype(bool), p.v_reset, v)), z
 
 
-def neuron_params(where: str, kind: str, reset: str, threshold, v_reset, v_init, bias, unit: float) -> NeuronParams:
+def decays(where: str, node, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """The 12-bit (du, dv) of a neuron node: IF and I keep u = the input and v undecayed (4095, 0); LIF and
+    LI have dv = 4096 dt / tau; CubaLIF du = 4096 dt / tau_syn - 1 (Lava adds ds_offset 1), dv = 4096 dt /
+    tau_mem. A quantized graph holds taus at which these are integers."""
+    if isinstance(node, (nir.IF, nir.I)):
+        return np.asarray(FULL_DECAY), np.asarray(0)
+
+    def twelve_bit(attr: str, hi: int) -> np.ndarray:
+        return to_integer(f"{where} 4096 dt/{attr}", DECAY_UNITY * dt / np.asarray(getattr(node, attr), np.float64),
+                          1, hi)
+    if isinstance(node, (nir.LIF, nir.LI)):
+        return np.asarray(FULL_DECAY), twelve_bit("tau", FULL_DECAY)
+    return twelve_bit("tau_syn", DECAY_UNITY) - 1, twelve_bit("tau_mem", FULL_DECAY)
+
+
+def input_gain(node, dt: float) -> np.ndarray:
+    """What one unit of a neuron node's input adds to its v in the node's own float equations (docs/nir-
+    extensions.md, "Time step semantics"): r (IF, I); dt/tau r (LIF, LI); dt/tau_syn w_in dt/tau_mem r (CubaLIF,
+    through the current)."""
+    r = np.asarray(node.r, np.float64)
+    if isinstance(node, (nir.IF, nir.I)):
+        return r
+    if isinstance(node, (nir.LIF, nir.LI)):
+        return dt / np.asarray(node.tau, np.float64) * r
+    w_in = np.asarray(node.w_in, np.float64)
+    return dt / np.asarray(node.tau_syn, np.float64) * w_in * dt / np.asarray(node.tau_mem, np.float64) * r
+
+
+def leak_gain(node, dt: float) -> float:
+    """What one unit of v_leak adds to v every step: dt/tau (LIF, LI), dt/tau_mem (CubaLIF), 0 (IF, I)."""
+    if isinstance(node, (nir.LIF, nir.LI)):
+        return dt / np.asarray(node.tau, np.float64)
+    if isinstance(node, nir.CubaLIF):
+        return dt / np.asarray(node.tau_mem, np.float64)
+    return np.zeros(())
+
+
+def neuron_params(where: str, kind: str, reset: str, threshold, v_reset, v_init, bias, unit: float,
+                  du=FULL_DECAY, dv=0, bias_u=None) -> NeuronParams:
     """Integer parameters from a quantized graph's floats (threshold = vth * unit, the rest = n * unit / 2^6)."""
     vunit = unit / (1 << ACT_SHIFT)
     zeros = np.zeros_like(np.asarray(bias, np.float64))
@@ -158,7 +223,9 @@ def neuron_params(where: str, kind: str, reset: str, threshold, v_reset, v_init,
         vth=to_integer(f"{where} v_threshold", zeros if threshold is None else threshold, unit, 2 ** 17 - 1),
         v_reset=to_integer(f"{where} v_reset", zeros if v_reset is None else v_reset, vunit, V_LIMIT),
         bias=to_integer(f"{where} bias", bias, vunit, V_LIMIT),
-        v_init=to_integer(f"{where} v_init", zeros if v_init is None else v_init, vunit, V_LIMIT))
+        v_init=to_integer(f"{where} v_init", zeros if v_init is None else v_init, vunit, V_LIMIT),
+        du=np.broadcast_to(du, zeros.shape).astype(np.int64), dv=np.broadcast_to(dv, zeros.shape).astype(np.int64),
+        bias_u=to_integer(f"{where} current bias", zeros if bias_u is None else bias_u, vunit, V_LIMIT))
 
 
 # --- reading a quantized graph ---------------------------------------------------------------------------------
@@ -228,23 +295,36 @@ def neuron_bias(view: GraphView, name: str) -> np.ndarray:
 
 
 def layer_params(view: GraphView, name: str) -> NeuronParams:
-    """Integer parameters of neuron node `name` of a quantized graph."""
+    """Integer parameters of neuron node `name` of a quantized graph: the upstream biases enter v through the
+    node's input gain (`input_gain`), or u for a CubaLIF; v_leak enters v through `leak_gain`."""
     node = view.node(name)
     where = f"node {name!r}"
     u = unit(name, node, "neuron")
-    if not np.all(np.asarray(node.r) == 1):
-        raise Unsupported(f"{where}: fixed point needs r = 1 (quantize folds r into the weights)")
     sem = neuron_semantics(name, node)
-    if isinstance(node, nir.I):
-        return neuron_params(where, "I", "zero", None, None, sem.v_init, neuron_bias(view, name), u)
-    return neuron_params(where, "IF", sem.reset, node.v_threshold, node.v_reset, sem.v_init,
-                         neuron_bias(view, name), u)
+    du, dv = decays(where, node, view.dt)
+    drive = input_gain(node, view.dt) * neuron_bias(view, name)
+    leak = np.broadcast_to(leak_gain(node, view.dt) * np.asarray(getattr(node, "v_leak", 0.0), np.float64), drive.shape)
+    bias, bias_u = (leak, drive) if isinstance(node, nir.CubaLIF) else (drive + leak, None)
+    if isinstance(node, INTEGRATORS):
+        return neuron_params(where, "I", "zero", None, None, sem.v_init, bias, u, du, dv)
+    return neuron_params(where, "IF", sem.reset, node.v_threshold, node.v_reset, sem.v_init, bias, u, du, dv,
+                         bias_u)
+
+
+def pair(v) -> tuple[int, int]:
+    a = np.atleast_1d(np.asarray(v)).astype(int)
+    return int(a[0]), int(a[-1])
+
+
+def pool_kwargs(node, channels: int) -> dict:
+    """Sum pooling as the grouped convolution with a kernel of ones (Lava runs it as a Sparse matrix of ones);
+    average pooling too: in a quantized graph its 1 / kernel area lives in the next layer's weight step
+    (docs/nir-extensions.md, "Fixed point")."""
+    return dict(kernel=pair(node.kernel_size), stride=pair(node.stride), padding=pair(node.padding), dilation=(1, 1),
+                groups=int(channels))
 
 
 def conv_kwargs(node: nir.Conv2d) -> dict:
-    def pair(v):
-        a = np.atleast_1d(np.asarray(v)).astype(int)
-        return int(a[0]), int(a[-1])
     padding = node.padding if isinstance(node.padding, str) else pair(node.padding)
     return dict(stride=pair(node.stride), padding=padding, dilation=pair(node.dilation), groups=int(node.groups))
 
@@ -284,7 +364,11 @@ def lower(view: GraphView, name: str) -> _Op:
     if isinstance(node, nir.Scale):
         payload = to_integer(f"node {name!r} scale", node.scale, unit(name, node, "scale"), V_LIMIT)
         return _stateless(lambda x: x * payload)
-    if isinstance(node, (nir.IF, nir.I)):
+    if isinstance(node, POOLS):
+        kw = pool_kwargs(node, view.shape(view.preds[name][0])[0])
+        ones = np.ones((kw["groups"], 1, *kw.pop("kernel")), np.int64)
+        return _stateless(lambda x: conv_accumulate(ones, x, kw))
+    if isinstance(node, NEURONS):
         p = layer_params(view, name)
         return _Op(lambda s, x: neuron_step(p, s, x), init=lambda batch: neuron_init(p, batch),
                    spiking=p.kind == "IF", neuron=True)
@@ -296,11 +380,11 @@ def output_unit(view: GraphView) -> float:
     """Value of one integer unit of what reaches the Output node (v units for an integrator, else spikes)."""
     pred = view.preds[view.output][0]
     node = view.node(pred)
-    if isinstance(node, nir.I):
+    if isinstance(node, INTEGRATORS):
         return unit(pred, node, "neuron") / (1 << ACT_SHIFT)
     if isinstance(node, nir.Scale):
         return unit(pred, node, "scale")
-    if isinstance(node, nir.IF):
+    if isinstance(node, SPIKING):
         return 1.0
     raise Unsupported(f"Output is fed by {type(node).__name__} {pred!r}; fixed point needs a neuron or Scale there")
 
@@ -316,7 +400,7 @@ def run(graph: nir.NIRGraph, inputs, T: int, *, batch_size: int = 256, record: b
         raise Unsupported("fixed point needs exactly one node feeding Output")
     ops = {n: lower(view, n) for n in view.order}
     out_unit = output_unit(view)
-    out_is_state = isinstance(view.node(view.preds[view.output][0]), nir.I)
+    out_is_state = isinstance(view.node(view.preds[view.output][0]), INTEGRATORS)
     x_all = feed.compact(inputs)
     varying = feed.time_varying(x_all.shape, view.shape(view.input), T)
 

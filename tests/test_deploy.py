@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import backends
 from pipeline.io.atomic import write_nir
@@ -78,3 +79,64 @@ def test_simulate_runs_a_quantized_file_in_integers_on_the_reference(tmp_path, d
     fixed, float_run = ref.run(q, x, 16, fixed_point=True), ref.run(q, x, 16)
     assert (reported["accuracy"], reported["spikes_per_sample"]) == (fixed.accuracy(y), fixed.spikes_per_sample)
     assert reported["spikes_per_sample"] != float_run.spikes_per_sample, "the float run must differ for this to test"
+
+
+def _lif_pool_residual(rng) -> "nir.NIRGraph":
+    """Input (1, 6, 6) -> Conv2d -> LIF -> AvgPool2d 2x2 -> Conv2d -> IF (+ Scale from a second IF branch:
+    residual fan-in) -> Flatten -> Affine -> LI -> Output: every node kind the fixed-point path added, reset to zero."""
+    import nir
+    from backends.nirext import graph_metadata, neuron_metadata
+    from tests.graphs import if_node
+
+    def conv(c_in, c_out, size):
+        return nir.Conv2d(input_shape=(size, size), weight=rng.normal(0, 0.6, (c_out, c_in, 3, 3)).astype(np.float32),
+                          stride=1, padding=1, dilation=1, groups=1, bias=rng.normal(0, 0.1, c_out).astype(np.float32))
+    f32 = lambda shape, v: np.full(shape, v, np.float32)  # noqa: E731
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([1, 6, 6])}),
+        "conv1": conv(1, 2, 6),
+        "lif": nir.LIF(tau=f32((2, 6, 6), 4e-3), r=f32((2, 6, 6), 2.0), v_leak=f32((2, 6, 6), 0.0),
+                       v_threshold=f32((2, 6, 6), 0.3), v_reset=f32((2, 6, 6), 0.0), metadata=neuron_metadata("zero")),
+        "pool": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "conv2": conv(2, 2, 3),
+        "side": conv(2, 2, 3),
+        "side_if": if_node((2, 3, 3), 0.4, reset="zero"),
+        "skip": nir.Scale(scale=f32((2, 3, 3), 0.25)),
+        "if": if_node((2, 3, 3), 0.5, reset="zero"),
+        "flatten": nir.Flatten(input_type={"input": np.array([2, 3, 3])}, start_dim=0),
+        "fc": nir.Affine(weight=rng.normal(0, 0.5, (3, 18)).astype(np.float32), bias=np.zeros(3, np.float32)),
+        "li": nir.LI(tau=f32(3, 8e-3), r=f32(3, 1.0), v_leak=f32(3, 0.0)),
+        "output": nir.Output(output_type={"output": np.array([3])}),
+    }
+    edges = [("input", "conv1"), ("conv1", "lif"), ("lif", "pool"), ("pool", "conv2"), ("conv2", "if"),
+             ("pool", "side"), ("side", "side_if"), ("side_if", "skip"), ("skip", "if"), ("if", "flatten"),
+             ("flatten", "fc"), ("fc", "li"), ("li", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False, metadata=graph_metadata("test", dt=1e-3))
+
+
+@pytest.mark.lava
+def test_deploy_quantizes_lif_pooling_residual_and_li_nodes(tmp_path):
+    """The bundle of a graph with LIF, average pooling, a residual Scale and an LI readout: its 8-bit accuracy
+    is the bundled graph's fixed-point accuracy, which Lava's fixed_pt models reproduce spike for spike, with the
+    LIF (dv = 4096 dt / tau = 1024) and both IF layers on Lava's stock LIFReset."""
+    from pipeline.hardware.deploy import deploy
+    rng = np.random.default_rng(3)
+    g = _lif_pool_residual(rng)
+    calib = rng.uniform(0, 1, (32, 1, 6, 6)).astype(np.float32)
+    x, y = calib[:6], rng.integers(0, 3, 6)
+    bundle = deploy(g, "loihi2", tmp_path / "b", calib, x, y, T=12)
+    q = read_graph(tmp_path / "b" / "model.q.nir")
+    assert [r["weights"] for r in bundle.accuracy][:2] == ["float", "8-bit"]
+    assert q.nodes["lif"].tau.flat[0] == np.float32(4096e-3 / 1024)
+    lava, ref = backends.get("lava"), backends.get("reference")
+    assert {n: p for n, p in lava.neuron_processes(q).items() if p == "LIFReset"} == \
+        {"lif": "LIFReset", "side_if": "LIFReset", "if": "LIFReset"}
+    fixed = ref.run(q, x, 12, fixed_point=True, record=True)
+    assert bundle.accuracy[1]["accuracy"] == fixed.accuracy(y)
+    ours = lava.run(q, x, 12, record=True)
+    for name in fixed.spikes:
+        np.testing.assert_array_equal(ours.spikes[name], fixed.spikes[name], err_msg=name)
+        assert fixed.spikes[name].any(), name
+    np.testing.assert_array_equal(ours.outputs, fixed.outputs)
+    resources = json.loads((tmp_path / "b" / "resources.json").read_text())
+    assert [layer["name"] for layer in resources["layers"]] == ["lif", "side_if", "if", "li"]

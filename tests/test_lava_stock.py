@@ -78,35 +78,54 @@ def check_float(seed: int, varying: bool) -> None:
     assert sum(int(np.abs(z).sum()) for z in a.spikes.values()) > 0
 
 
-def check_fixed(seed: int, bits: int) -> None:
-    """A quantized two-hidden-layer MLP with reset to zero: the IF layers on Lava's bit-accurate LIF (Loihi's
-    CUBA neuron, du = 4095, dv = 0) and on NeuronLayer's fixed_pt model, and the reference's fixed-point mode."""
-    rng = np.random.default_rng(seed)
+def fixed_chain(rng, dt=1e-3) -> nir.NIRGraph:
+    """Input -> Affine -> IF -> Affine -> LIF -> Linear -> CubaLIF -> Linear -> LI -> Output, reset to zero,
+    random weights, r, w_in and time constants (dt/tau between 1/32 and 3/4): after quantization every spiking
+    layer has Loihi's 12-bit decays and runs on the stock LIF."""
+    def const(k, lo, hi):
+        return np.full(k, rng.uniform(lo, hi), np.float32)
+    def normal(*shape, sd=0.8):
+        return rng.normal(0, sd, shape).astype(np.float32)
+    zero = lambda k: np.zeros(k, np.float32)  # noqa: E731
     nodes = {
         "input": nir.Input(input_type={"input": np.array([4])}),
-        "fc1": nir.Affine(weight=rng.normal(0, 0.8, (7, 4)).astype(np.float32),
-                          bias=rng.normal(0, 0.3, 7).astype(np.float32)),
+        "fc1": nir.Affine(weight=normal(7, 4), bias=normal(7, sd=0.3)),
         "if1": if_node(7, 1.0, reset="zero"),
-        "fc2": nir.Affine(weight=rng.normal(0, 0.6, (5, 7)).astype(np.float32),
-                          bias=rng.normal(0, 0.3, 5).astype(np.float32)),
-        "if2": if_node(5, 0.5, reset="zero"),
-        "fc3": nir.Linear(weight=rng.normal(0, 0.8, (3, 5)).astype(np.float32)),
-        "out": nir.I(r=ones(3)),
+        "fc2": nir.Affine(weight=normal(6, 7), bias=normal(6, sd=0.3)),
+        "lif": nir.LIF(tau=dt / const(6, 1 / 32, 0.75), r=const(6, 0.5, 2), v_leak=zero(6),
+                       v_threshold=const(6, 0.2, 0.6), v_reset=zero(6), metadata=neuron_metadata("zero")),
+        "fc3": nir.Linear(weight=normal(5, 6, sd=1.5)),
+        "cuba": nir.CubaLIF(tau_syn=dt / const(5, 1 / 32, 0.75), tau_mem=dt / const(5, 1 / 32, 0.75),
+                            r=const(5, 0.5, 2), v_leak=const(5, -0.2, 0.2), v_threshold=const(5, 0.05, 0.2),
+                            v_reset=zero(5), w_in=const(5, 0.5, 2)),
+        "fc4": nir.Linear(weight=normal(3, 5)),
+        "out": nir.LI(tau=dt / const(3, 1 / 32, 0.75), r=ones(3), v_leak=zero(3)),
         "output": nir.Output(output_type={"output": np.array([3])}),
     }
-    edges = [("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "if2"), ("if2", "fc3"), ("fc3", "out"),
-             ("out", "output")]
-    g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    edges = [("input", "fc1"), ("fc1", "if1"), ("if1", "fc2"), ("fc2", "lif"), ("lif", "fc3"), ("fc3", "cuba"),
+             ("cuba", "fc4"), ("fc4", "out"), ("out", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False, metadata=graph_metadata("test", dt=dt))
+
+
+def check_fixed(seed: int, bits: int):
+    """A quantized chain of IF, LIF and CubaLIF layers with reset to zero and an LI readout (`fixed_chain`): the
+    spiking layers on Lava's bit-accurate LIF (Loihi's CUBA neuron: du, dv from the quantized taus) and on
+    NeuronLayer's fixed_pt model, and the reference's fixed-point mode, give the same spikes at every step."""
+    rng = np.random.default_rng(seed)
+    g = fixed_chain(rng)
     x = rng.uniform(-1, 1, (4, 4))
-    q = quantize(g, "loihi2", x, weight_bits=bits).graph
-    assert LAVA.neuron_processes(q) == {"if1": "LIFReset", "if2": "LIFReset",
-                                        "out": "NeuronLayer (Lava's LIF has no I)"}
+    q = quantize(g, "loihi2", x, weight_bits=bits, peak=10.0).graph
+    assert LAVA.neuron_processes(q) == {"if1": "LIFReset", "lif": "LIFReset", "cuba": "LIFReset",
+                                        "out": "NeuronLayer (Lava's LIF has no LI)"}
+    view = analyse(q, SUPPORTED_TYPES)
+    assert 0 < stock.fixed_params(view, "lif").dv < 4095 and 0 <= stock.fixed_params(view, "cuba").du < 4095
     T = 16
     a, b = LAVA.run(q, x, T, record=True), LAVA.run(q, x, T, record=True, neurons="custom")
     assert_identical(a, b)
     ref = REF.run(q, x, T, record=True, fixed_point=True)
     assert_identical(a, ref)
     assert a.spikes["if1"].any()
+    return a
 
 
 @pytest.mark.lava
@@ -116,7 +135,8 @@ def test_float_stock_and_custom_give_identical_spikes():
 
 @pytest.mark.lava
 def test_fixed_point_stock_and_custom_give_identical_spikes_and_equal_the_reference():
-    check_fixed(0, bits=6)
+    spikes = check_fixed(0, bits=6).spikes
+    assert spikes["lif"].any() and spikes["cuba"].any()
 
 
 @pytest.mark.lava

@@ -102,9 +102,10 @@ def test_float_graph_is_refused_by_fixed_point_mode():
 
 def test_unsupported_nodes_and_formats_are_named():
     g = mlp(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
-    g.nodes["if1"] = nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2),
+    # dt = 1e-3: tau = 2e-4 would need dv = 4096 dt / tau = 20480, beyond the 12-bit decay
+    g.nodes["if1"] = nir.LIF(tau=np.full(2, 2e-4), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2),
                              v_reset=np.zeros(2))
-    with pytest.raises(QuantizeError, match="node 'if1': LIF has no fixed-point form"):
+    with pytest.raises(QuantizeError, match=r"node 'if1': dt/tau x 4096 must round into 1..4095"):
         quantize(g, "loihi2", np.ones((4, 2)))
     g = mlp(np.eye(2), np.zeros(2), np.eye(2), np.zeros(2))
     with pytest.raises(QuantizeError, match="weight_bits must be in 2..8"):

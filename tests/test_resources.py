@@ -56,3 +56,16 @@ def test_chips_add_up():
                      edges=[("input", "fc"), ("fc", "if"), ("if", "output")], type_check=False)
     rmap = resource_map(g, "loihi")
     assert rmap.layers[0].cores == 130 and rmap.chips == 2   # 1024 neurons per core, 128 cores per chip
+
+
+def test_shared_kernels_beyond_one_core_split_by_output_channels():
+    """A VGG-16 block-5 conv (512 -> 512 channels, 3x3, on 4x4): its 2359296 kernel weights exceed a Loihi 2
+    core's 937500, so cores take groups of 937500 // (512 * 9) = 203 channels (3248 neurons, under 8192):
+    ceil(512 / 203) = 3 cores, each storing 203 channels' kernels."""
+    nodes = {"input": nir.Input(input_type={"input": np.array([512, 4, 4])}),
+             "conv": nir.Conv2d(input_shape=(4, 4), weight=np.zeros((512, 512, 3, 3), np.float32), stride=1,
+                                padding=1, dilation=1, groups=1, bias=np.zeros(512, np.float32)),
+             "if": if_node((512, 4, 4)), "output": nir.Output(output_type={"output": np.array([512, 4, 4])})}
+    g = nir.NIRGraph(nodes=nodes, edges=[("input", "conv"), ("conv", "if"), ("if", "output")], type_check=False)
+    layer = resource_map(g, "loihi2").layers[0]
+    assert (layer.cores, layer.neurons_per_core, layer.stored) == (3, 203 * 16, 3 * 203 * 512 * 9)

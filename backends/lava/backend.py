@@ -95,7 +95,8 @@ class LavaBackend:
         result = _merge(parts, T, len(inputs), time.perf_counter() - start, record)
         if quantized:   # integer outputs back to values; an added output integrator holds them in v units
             pred = view.node(view.preds[view.output][0])
-            result.outputs = result.outputs * (out_unit if isinstance(pred, nir.I) else out_unit / 2 ** fixedpoint.ACT_SHIFT)
+            result.outputs = result.outputs * (out_unit if isinstance(pred, fixedpoint.INTEGRATORS)
+                                               else out_unit / 2 ** fixedpoint.ACT_SHIFT)
         if netx:   # the output integrator holds v units (x << 6); netx's own readout I scales them by its r
             pred = view.node(view.preds[view.output][0])
             r = np.asarray(pred.r, np.float64).reshape(-1) if isinstance(pred, nir.I) else 1.0

@@ -350,9 +350,14 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
 
 @lowers(nir.AvgPool2d, nir.SumPool2d)
 def lower_pool(b: Builder, name: str, node, x: Signal) -> Signal:
-    """`Pool2d` process; torch `avg_pool2d` with zero padding counted, or its sum."""
+    """`Pool2d` process; torch `avg_pool2d` with zero padding counted, or its sum. Fixed point: Lava's own
+    bit-accurate Sparse holding the grouped convolution with a kernel of ones (`fixedpoint.pool_kwargs`), i.e.
+    the integer sum (an average's 1 / area lives in the next layer's weights); one step of delay. (Lava's Conv
+    stores groups as int8, too few for 128+ channels, and its scipy loop is far slower.)"""
     if not x.is_canonical or len(x.torch_shape) != 3:
         raise Unsupported(f"node {name!r}: pooling needs a (C, H, W) input, got a tensor of shape {x.torch_shape}")
+    if b.fixed is not None:
+        return _sum_pool_sparse(b, name, node, x)
     kernel, stride, padding = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
     divisor = 1.0 if isinstance(node, nir.SumPool2d) else float(kernel[0] * kernel[1])
     proc = Pool2d(input_shape=x.lava_shape, kernel=kernel[::-1], stride=stride[::-1], padding=padding[::-1],
@@ -368,6 +373,21 @@ def lower_pool(b: Builder, name: str, node, x: Signal) -> Signal:
     if tuple(proc.output_shape) != out.lava_shape:
         raise Unsupported(f"node {name!r}: pooling gives shape {tuple(proc.output_shape)}, NIR says {out_shape}")
     return out
+
+
+def _sum_pool_sparse(b: Builder, name: str, node, x: Signal) -> Signal:
+    kw = fixedpoint.pool_kwargs(node, x.torch_shape[0])
+    kernel, channels = kw["kernel"], kw["groups"]
+    out_shape = b.view.shape(name)
+    out_lava = Signal.canonical((), out_shape, delay=0).lava_shape
+    dst, src, _ = conv_to_sparse(x.lava_shape, out_lava, np.ones((channels, kernel[1], kernel[0], 1)),
+                                 kw["stride"][::-1], kw["padding"][::-1], (1, 1), channels)
+    ones = csr_matrix((np.ones(len(dst), np.int32), (dst, src)),
+                      shape=(int(np.prod(out_lava)), int(np.prod(x.lava_shape))))
+    proc = Sparse(weights=ones, weight_exp=0, num_weight_bits=8, sign_mode=SignMode.EXCITATORY,
+                  num_message_bits=GRADED, name=name)
+    _connect(x, proc.s_in)
+    return Signal.canonical((proc.a_out,), out_shape, delay=x.delay + 1)
 
 
 @lowers(nir.Flatten)
@@ -435,9 +455,12 @@ def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
             0.0 if x.offset is None else x.offset))
         return Signal((layer.proc.s_out,), x.torch_shape, x.lava_shape, x.perm, x.delay)
     sem = neuron_semantics(name, node)
-    if b.fixed is not None:   # integers in v units and the threshold mantissa (backends.fixedpoint.layer_params)
+    if b.fixed is not None:   # integers in v units, the threshold mantissa, decays (backends.fixedpoint.layer_params)
         p = fixedpoint.layer_params(b.view, name)
-        custom = {"r": 1, "v_threshold": p.vth, "v_reset": p.v_reset} if kind == "IF" else {"r": 1}
+        kind = p.kind
+        custom = {"r": 1, "du": p.du, "dv": p.dv, "bias_u": p.bias_u}
+        if kind == "IF":
+            custom.update(v_threshold=p.vth, v_reset=p.v_reset)
         v_init, bias = p.v_init, p.bias
     else:
         custom, v_init, bias = {k: getattr(node, k) for k in PARAMS[kind]}, sem.v_init, None
@@ -450,7 +473,7 @@ def lower_neuron(b: Builder, name: str, node, x: Signal) -> Signal:
 def lower_output(b: Builder, name: str, node: nir.Output, x: Signal) -> Signal:
     """The network output: an integrator's final v, else the sum over T of what reaches Output."""
     preds = b.view.preds[name]
-    if len(preds) == 1 and isinstance(b.view.node(preds[0]), (nir.I, nir.LI)):
+    if len(preds) == 1 and isinstance(b.view.node(preds[0]), fixedpoint.INTEGRATORS):
         b.output = b.layers[preds[0]]
     else:
         b.output = b.neuron_layer(name, "I", {"r": 1.0}, x)

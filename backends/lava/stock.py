@@ -22,7 +22,6 @@ from backends.nirext import LAVA_CUBA, NEURON_TYPES, neuron_semantics
 STOCK_KINDS = (nir.IF, nir.LIF, nir.CubaLIF)
 BIAS_MANT = 1 << 12     # bias_mant is a signed 13-bit integer: [-4096, 4095]
 BIAS_EXP_MAX = 7        # bias_exp is an unsigned 3-bit integer
-FULL_DECAY = 4095       # fixed point du: with Loihi's ds_offset of 1, u keeps only the new input
 
 
 @dataclass(frozen=True)
@@ -82,22 +81,24 @@ def float_params(view: GraphView, name: str, offset) -> StockLIF | str:
 
 
 def fixed_params(view: GraphView, name: str) -> StockLIF | str:
-    """The stock bit-accurate LIF equivalent to node `name` of a quantized graph (an IF: du = 4095, dv = 0, as
-    `backends.fixedpoint.neuron_step`), or the reason there is none."""
+    """The stock bit-accurate LIF equivalent to node `name` of a quantized graph (its du, dv, vth and bias as
+    `backends.fixedpoint.layer_params` reads them: an IF is du = 4095, dv = 0), or the reason there is none."""
     node = view.node(name)
     reason = _semantics(name, node)
     if reason:
         return reason
-    if not isinstance(node, nir.IF):
-        return f"{type(node).__name__} has no fixed-point form"
     p = fixedpoint.layer_params(view, name)
-    vth = _uniform(p.vth)
-    if vth is None:
-        return "the threshold differs between neurons (Lava's vth is one value per process)"
+    values = {}
+    for what, arr in (("du", p.du), ("dv", p.dv), ("vth", p.vth)):
+        values[what] = _uniform(arr)
+        if values[what] is None:
+            return f"{what} differs between neurons (Lava's {what} is one value per process)"
+    if np.any(p.bias_u):
+        return "a CubaLIF whose input carries a constant bias (Lava's LIF has a bias on v, not on u)"
     split = bias_mant_exp(p.bias)
     if split is None:
         return "a bias that is no 13-bit mantissa << 0..7 (Lava's bias_mant, bias_exp)"
-    return StockLIF(FULL_DECAY, 0, int(vth), *split)
+    return StockLIF(int(values["du"]), int(values["dv"]), int(values["vth"]), *split)
 
 
 def is_netx_graph(view: GraphView) -> bool:

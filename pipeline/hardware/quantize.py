@@ -1,8 +1,8 @@
 """Quantize a converted NIR graph to a fixed-point target's formats (hwconfigs/<target>.toml [formats]).
 
-Weights become integer mantissas with one shared power-of-two exponent per layer, thresholds, biases and v(0)
-integers, direct input and graded spike payloads integers; the scheme is docs/nir-extensions.md, "Fixed point".
-"""
+Weights become integer mantissas with one shared power-of-two exponent per layer (neuron input gains folded in),
+taus Loihi's 12-bit decays, thresholds, biases, leaks and v(0) integers, direct input and graded spike payloads
+integers; the scheme is docs/nir-extensions.md, "Fixed point"."""
 from __future__ import annotations
 
 import copy
@@ -87,27 +87,43 @@ class _Quantizer:
         self.units = {view.input: input_unit}       # unit of each node's output values
         self.tops = {view.input: input_top}         # largest |integer| a node outputs (spikes: 1)
         self.neuron_units: dict[str, float] = {}
+        self.gains: dict[str, float] = {}
         self.layers: dict[str, dict] = {}
 
     def neuron(self, name: str) -> str:
         succs = self.view.succs(name)
-        if len(succs) != 1 or not isinstance(self.view.node(succs[0]), (nir.IF, nir.I)):
-            raise QuantizeError(f"node {name!r}: a weighted node must feed exactly one IF or I node to be "
+        if len(succs) != 1 or not isinstance(self.view.node(succs[0]), fx.NEURONS):
+            raise QuantizeError(f"node {name!r}: a weighted node must feed exactly one neuron node to be "
                                 f"quantized (it feeds {list(succs)})")
         return succs[0]
 
+    def gain(self, name: str) -> float:
+        """Neuron `name`'s taus moved to Loihi's 12-bit decays (`decay_taus`), then its input gain
+        (`fixedpoint.input_gain`): one value per layer, as the layer's weights share one step."""
+        if name not in self.gains:
+            node = self.view.node(name)
+            decay_taus(name, node, self.view.dt)
+            g = np.unique(np.broadcast_to(fx.input_gain(node, self.view.dt), self.view.shape(name)))
+            if g.size != 1 or g[0] <= 0:
+                raise QuantizeError(f"node {name!r}: fixed point needs one positive input gain per layer (r, w_in "
+                                    f"and the taus equal across neurons), got {g.size} values in "
+                                    f"[{g.min()}, {g.max()}]")
+            self.gains[name] = float(g[0])
+        return self.gains[name]
+
     def neuron_unit(self, name: str, w: np.ndarray, in_unit: float, in_top: int) -> float:
-        """Value of one activation unit at neuron `name` (docs/nir-extensions.md, "Fixed point"): an IF layer's
-        largest threshold maps to 2^(state_bits - 1 - 6 - HEADROOM_BITS); an integrator's unit keeps its worst
-        per-step input (row L1 norm x largest input) and twice its largest calibration output inside the 2^17
-        units that the 24-bit state holds after the << 6. Either is raised if the weights would otherwise need
-        an exponent above weight_exp_max."""
+        """Value of one activation unit at neuron `name` (docs/nir-extensions.md, "Fixed point"), for weights
+        `w` already multiplied by the neuron's input gain: a spiking layer's largest threshold maps to
+        2^(state_bits - 1 - 6 - HEADROOM_BITS); an integrator's unit keeps its worst per-step input (row L1 norm
+        x largest input) and twice its largest calibration output inside the 2^17 units that the 24-bit state
+        holds after the << 6. Either is raised if the weights would otherwise need an exponent above
+        weight_exp_max."""
         if name not in self.neuron_units:
             node = self.view.node(name)
             _, hi = fx.mantissa_range(self.bits, "mixed")
             fits = float(np.abs(w).max()) * in_unit / (hi * 2.0 ** self.fmt["weight_exp_max"])
             span = 2.0 ** (fx.STATE_BITS - 1 - fx.ACT_SHIFT)
-            if isinstance(node, nir.I):
+            if isinstance(node, fx.INTEGRATORS):
                 l1 = float(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) * in_top * in_unit
                 unit = max(l1, 2 * self.output_peak) / span
             else:
@@ -123,11 +139,12 @@ class _Quantizer:
         pred = self.view.preds[name][0]
         in_unit, in_top = self.units[pred], self.tops[pred]
         target = self.neuron(name)
+        gain = self.gain(target)
         w = np.asarray(node.weight, np.float64)
-        unit = self.neuron_unit(target, w, in_unit, in_top)
-        m, exp, clipped = quantize_weights(w * in_unit / unit, self.bits, self.fmt["weight_exp_min"],
+        unit = self.neuron_unit(target, w * gain, in_unit, in_top)
+        m, exp, clipped = quantize_weights(w * gain * in_unit / unit, self.bits, self.fmt["weight_exp_min"],
                                            self.fmt["weight_exp_max"])
-        step = 2.0 ** exp * unit / in_unit
+        step = 2.0 ** exp * unit / (in_unit * gain)
         node.weight = (m * step).astype(np.float32)
         fan_in = int(np.prod(w.shape[1:]))
         if isinstance(node, nir.Conv2d):
@@ -140,9 +157,9 @@ class _Quantizer:
                                 f"beyond {what} ({limit}); use fewer input or payload bits")
         if isinstance(node, (nir.Affine, nir.Conv2d)):
             vunit = unit / (1 << fx.ACT_SHIFT)
-            b = quantize_bias(np.asarray(node.bias, np.float64) / vunit, self.fmt["bias_mant_bits"],
+            b = quantize_bias(np.asarray(node.bias, np.float64) * gain / vunit, self.fmt["bias_mant_bits"],
                               self.fmt["bias_exp_max"])
-            node.bias = (b * vunit).astype(np.float32)
+            node.bias = (b * vunit / gain).astype(np.float32)
         node.metadata = with_fixed_point(node.metadata, {"weight_exp": exp, "weight_bits": self.bits,
                                                          "weight_step": step})
         self.layers[name] = {"neuron": target, "weight_exp": exp, "weight_bits": self.bits, "clipped": clipped,
@@ -153,34 +170,79 @@ class _Quantizer:
     def neuron_node(self, name: str, node) -> None:
         if name not in self.neuron_units:
             raise QuantizeError(f"node {name!r}: a neuron must be fed by an Affine, Linear or Conv2d node to be quantized")
-        if not np.all(np.asarray(node.r) == 1):
-            raise QuantizeError(f"node {name!r}: r must be 1 for fixed point (fold r into the weights first)")
-        unit = self.neuron_units[name]
+        unit, gain = self.neuron_units[name], self.gains[name]
         vunit = unit / (1 << fx.ACT_SHIFT)
         sem = neuron_semantics(name, node)
         meta = dict(node.metadata.get("spikeport", {})) if node.metadata else {}
         if sem.v_init is not None:
             meta["v_init"] = (np.clip(np.rint(sem.v_init / vunit), -fx.V_LIMIT, fx.V_LIMIT) * vunit).astype(np.float32)
-        if isinstance(node, nir.IF):
+        if isinstance(node, fx.SPIKING):
             top = 2 ** self.fmt["threshold_bits"] - 1
             node.v_threshold = (np.clip(np.rint(np.asarray(node.v_threshold) / unit), 1, top) * unit).astype(np.float32)
             node.v_reset = (np.clip(np.rint(np.asarray(node.v_reset) / vunit), -fx.V_LIMIT, fx.V_LIMIT)
                             * vunit).astype(np.float32)
+        if isinstance(node, (nir.LIF, nir.LI, nir.CubaLIF)):   # v_leak enters v as dt/tau v_leak per step
+            per_step = fx.leak_gain(node, self.view.dt)
+            leak = quantize_bias(per_step * np.asarray(node.v_leak, np.float64) / vunit, self.fmt["bias_mant_bits"],
+                                 self.fmt["bias_exp_max"])
+            node.v_leak = (leak * vunit / per_step).astype(np.float32)
         if meta:
             node.metadata = {**(node.metadata or {}), "spikeport": meta}
         node.metadata = with_fixed_point(node.metadata, {"unit": unit})
+        for pred in self.view.preds[name]:
+            if isinstance(self.view.node(pred), nir.Scale):
+                self.residual(pred, self.view.node(pred), unit / gain)
         self.units[name], self.tops[name] = 1.0, 1
 
-    def scale(self, name: str, node) -> None:
+    def residual(self, name: str, node, unit: float) -> None:
+        """A Scale that feeds a neuron beside a weighted node (a residual edge): its payloads are integers in the
+        neuron's activation unit (over its input gain), so they add to the synaptic input exactly; quantized as a
+        synapse weight (a weight_bits mantissa << exponent 0..weight_exp_max)."""
+        self.check_spiking_source(name)
+        m, exp, _ = quantize_weights(np.asarray(node.scale, np.float64) / unit, self.bits, 0,
+                                     self.fmt["weight_exp_max"])
+        node.scale = (np.left_shift(m, exp) * unit).astype(np.float32)
+        node.metadata = with_fixed_point(node.metadata, {"unit": unit})
+
+    def check_spiking_source(self, name: str) -> None:
         pred = self.view.preds[name][0]
-        if not isinstance(self.view.node(pred), nir.IF):
-            raise QuantizeError(f"node {name!r}: a Scale is quantized as a graded spike payload and must follow an "
-                                f"IF node, not {type(self.view.node(pred)).__name__}")
+        if not isinstance(self.view.node(pred), fx.SPIKING):
+            raise QuantizeError(f"node {name!r}: a Scale is quantized as a graded spike payload and must follow a "
+                                f"spiking neuron node, not {type(self.view.node(pred)).__name__}")
+
+    def feeds_neuron(self, name: str) -> bool:
+        return any(isinstance(self.view.node(s), fx.NEURONS) for s in self.view.succs(name))
+
+    def scale(self, name: str, node) -> None:
+        self.check_spiking_source(name)
         shape = self.view.shape(name)
         payload, unit = _payload(np.broadcast_to(np.asarray(node.scale, np.float64), shape), self.payload_bits)
         node.scale = (payload * unit).astype(np.float32)
         node.metadata = with_fixed_point(node.metadata, {"unit": unit})
         self.units[name], self.tops[name] = unit, int(np.abs(payload).max())
+
+    def pool(self, name: str, node) -> None:
+        """Pooling runs as an integer sum (fixedpoint.pool_kwargs): an average's 1 / area goes into the unit."""
+        pred = self.view.preds[name][0]
+        area = int(np.prod(fx.pair(node.kernel_size)))
+        self.units[name] = self.units[pred] / (area if isinstance(node, nir.AvgPool2d) else 1)
+        self.tops[name] = self.tops[pred] * area
+
+
+def decay_taus(name: str, node, dt: float) -> None:
+    """Set a LIF/LI/CubaLIF node's taus to those of Loihi's 12-bit decays (fixedpoint.decays): dt / tau =
+    dv / 4096 with dv in 1..4095; a CubaLIF's dt / tau_syn = (du + 1) / 4096 with du in 0..4095."""
+    def snap(attr: str, hi: int) -> None:
+        ratio = np.rint(fx.DECAY_UNITY * dt / np.asarray(getattr(node, attr), np.float64))
+        if np.any(ratio < 1) or np.any(ratio > hi):
+            raise QuantizeError(f"node {name!r}: dt/{attr} x 4096 must round into 1..{hi} for Loihi's 12-bit decay "
+                                f"(dt = {dt}), got {ratio.min():g}..{ratio.max():g}")
+        setattr(node, attr, (fx.DECAY_UNITY * dt / ratio).astype(np.float32))
+    if isinstance(node, (nir.LIF, nir.LI)):
+        snap("tau", fx.FULL_DECAY)
+    elif isinstance(node, nir.CubaLIF):
+        snap("tau_syn", fx.DECAY_UNITY)
+        snap("tau_mem", fx.FULL_DECAY)
 
 
 def output_peak(graph: nir.NIRGraph, calib_x, calib_T: int = CALIBRATION_T, calib_samples: int = 256) -> float:
@@ -227,10 +289,12 @@ def quantize(graph: nir.NIRGraph, target: HwConfig | str, calib_x, *, weight_bit
         node = view.node(name)
         if isinstance(node, WEIGHTED_TYPES):
             q.weighted(name, node)
-        elif isinstance(node, (nir.IF, nir.I)):
+        elif isinstance(node, fx.NEURONS):
             q.neuron_node(name, node)
-        elif isinstance(node, nir.Scale):
+        elif isinstance(node, nir.Scale) and not q.feeds_neuron(name):
             q.scale(name, node)
+        elif isinstance(node, fx.POOLS):
+            q.pool(name, node)
         elif name != view.input:
             pred = view.preds[name][0]
             q.units[name], q.tops[name] = q.units[pred], q.tops[pred]

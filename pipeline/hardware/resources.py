@@ -1,7 +1,9 @@
 """Resource map of a NIR graph on a neuromorphic target: neurons, synapses, input axons and cores per layer,
 total cores and chips, from the [cores] table of hwconfigs/<target>.toml; a layer that cannot fit is refused.
 
-A layer is split across cores by output neurons; every core of a layer receives all of the layer's inputs.
+A layer is split across cores by output neurons; every core of a layer receives all of the layer's inputs. With
+shared conv kernels, a layer whose kernels exceed one core is split by output channels (each core keeps the
+kernels of the channels it hosts, as NxTF partitions convolutions, Rueckauer et al. 2021).
 """
 from __future__ import annotations
 
@@ -99,23 +101,25 @@ def resource_map(graph: nir.NIRGraph, target: HwConfig | str) -> ResourceMap:
                 kernels += int(np.size(node.weight))
             else:
                 connections += int(np.size(node.weight))
-        layers.append(_fit(hw, name, neurons, fan_in, axons, connections, kernels if all_conv else 0))
+        channels = view.shape(name)[0] if all_conv else 1
+        layers.append(_fit(hw, name, neurons, fan_in, axons, connections, kernels if all_conv else 0, channels))
     return ResourceMap(hw.name, tuple(layers), int(limits["cores_per_chip"]))
 
 
 def _fit(hw: HwConfig, name: str, neurons: int, fan_in: int, axons: int, connections: int,
-         kernels: int) -> LayerResources:
-    """Neurons per core: the core's neuron limit, and without weight sharing also its synapses / fan-in."""
+         kernels: int, channels: int = 1) -> LayerResources:
+    """Neurons per core: the core's neuron limit, and without weight sharing also its synapses / fan-in. Shared
+    kernels that do not fit one core are split into groups of whole output channels (`_channel_groups`)."""
     limits, where = hw.cores, f"{hw.name} ({hw.path.name})"
     per_core_syn, per_core_neurons = int(limits["synapses_per_core"]), int(limits["neurons_per_core"])
     if "axons_per_core" in limits and axons > limits["axons_per_core"]:
         raise ResourceError(f"layer {name!r} cannot be mapped: every core of it receives all {axons} input axons, a "
                             f"{where} core takes {limits['axons_per_core']}; splitting by output neurons does not help")
     shared = bool(limits.get("conv_weight_sharing", False)) and kernels > 0   # a layer fed by convolutions only
+    if shared and kernels > per_core_syn:
+        return _channel_groups(name, where, neurons, fan_in, axons, connections, kernels, channels, per_core_syn,
+                               per_core_neurons)
     if shared:
-        if kernels > per_core_syn:
-            raise ResourceError(f"layer {name!r} cannot be mapped: its shared conv kernels hold {kernels} weights, "
-                                f"a {where} core stores {per_core_syn}")
         per_core = per_core_neurons
     else:
         if fan_in > per_core_syn:
@@ -125,3 +129,19 @@ def _fit(hw: HwConfig, name: str, neurons: int, fan_in: int, axons: int, connect
     cores = math.ceil(neurons / per_core)
     stored = kernels * cores if shared else connections
     return LayerResources(name, neurons, fan_in, axons, connections, stored, cores, min(per_core, neurons))
+
+
+def _channel_groups(name: str, where: str, neurons: int, fan_in: int, axons: int, connections: int, kernels: int,
+                    channels: int, per_core_syn: int, per_core_neurons: int) -> LayerResources:
+    """A conv layer as groups of `per_core_syn // kernel weights per channel` output channels, each group's
+    neurons spread over as many cores as the neuron limit needs, every core keeping its group's kernels."""
+    per_channel = kernels // channels
+    group = per_core_syn // per_channel
+    if group == 0:
+        raise ResourceError(f"layer {name!r} cannot be mapped: one output channel's shared conv kernels hold "
+                            f"{per_channel} weights, a {where} core stores {per_core_syn}")
+    plane = neurons // channels
+    per_group = math.ceil(group * plane / per_core_neurons)
+    cores = math.ceil(channels / group) * per_group
+    return LayerResources(name, neurons, fan_in, axons, connections, cores * group * per_channel, cores,
+                          min(per_core_neurons, group * plane))

@@ -30,6 +30,7 @@ PARAMS = {
     "I": ("r",),
     "LI": ("tau", "r", "v_leak"),
 }
+FIXED_EXTRA = ("du", "dv", "bias_u")   # fixed point only: Loihi's 12-bit decays and a bias on the current
 
 
 class NeuronLayer(AbstractProcess):
@@ -59,7 +60,8 @@ class NeuronLayer(AbstractProcess):
         missing = set(PARAMS[kind]) - set(params)
         if missing:
             raise ValueError(f"NeuronLayer {name!r} ({kind}) lacks parameter(s) {sorted(missing)}")
-        arrays = {k: np.broadcast_to(np.asarray(params[k], np.float64), shape).copy() for k in PARAMS[kind]}
+        keys = PARAMS[kind] + tuple(k for k in FIXED_EXTRA if k in params)
+        arrays = {k: np.broadcast_to(np.asarray(params[k], np.float64), shape).copy() for k in keys}
         super().__init__(shape=tuple(shape), kind=kind, params=arrays, subtract=bool(subtract), dt=float(dt),
                          bias=np.broadcast_to(np.asarray(bias, np.float64), shape).copy(),
                          v_init=np.broadcast_to(np.asarray(v_init, np.float64), shape).copy(),
@@ -165,8 +167,10 @@ class PyNeuronLayerModelFloat(_NeuronLayerModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyNeuronLayerModelFixed(_NeuronLayerModel):
-    """Fixed-point model of `NeuronLayer` (`backends.fixedpoint.neuron_step`, Lava's LIF conventions): the
-    parameters are integers -- v_threshold the threshold mantissa vth, bias, v_reset and v_init in v units."""
+    """Fixed-point model of `NeuronLayer` (`backends.fixedpoint.neuron_step`, Loihi's CUBA neuron as Lava's
+    bit-accurate LIF): kind "IF" (spiking) or "I" (integrator); the parameters are integers -- v_threshold the
+    threshold mantissa vth, bias, bias_u, v_reset and v_init in v units, du and dv 12-bit decays (default 4095
+    and 0: an IF)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
@@ -174,13 +178,16 @@ class PyNeuronLayerModelFixed(_NeuronLayerModel):
 
     def dynamics(self, pp: dict) -> _Dynamics:
         if pp["kind"] not in ("IF", "I"):
-            raise ValueError(f"no fixed-point model for {pp['kind']} neurons (only IF and I)")
+            raise ValueError(f"the fixed-point model runs kinds IF and I (LIF, CubaLIF, LI are IF and I with "
+                             f"decays du, dv), got {pp['kind']}")
         reset = fixedpoint.SIGNED if pp.get("signed") else ("subtract" if pp["subtract"] else "zero")
         ints = {k: np.rint(v).astype(np.int64) for k, v in pp["params"].items()}
         zeros = np.zeros(pp["shape"], np.int64)
         p = fixedpoint.NeuronParams(kind=pp["kind"], reset=reset, vth=ints.get("v_threshold", zeros),
                                     v_reset=ints.get("v_reset", zeros), bias=np.rint(pp["bias"]).astype(np.int64),
-                                    v_init=np.rint(pp["v_init"]).astype(np.int64))
+                                    v_init=np.rint(pp["v_init"]).astype(np.int64),
+                                    du=ints.get("du", zeros + fixedpoint.FULL_DECAY), dv=ints.get("dv", zeros),
+                                    bias_u=ints.get("bias_u", zeros))
 
         def step(state, x):
             state, y = fixedpoint.neuron_step(p, state, np.asarray(x, np.int64)[None])
