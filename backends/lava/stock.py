@@ -121,14 +121,14 @@ def netx_params(view: GraphView, name: str, offset) -> StockLIF | str:
     if sem.lava_cuba is not None:
         i_decay, v_decay = sem.lava_cuba
     elif isinstance(node, nir.IF) and np.all(np.asarray(node.r) == 1):
-        i_decay, v_decay = FULL_DECAY + 1, 0
+        i_decay, v_decay = fixedpoint.DECAY_UNITY, 0
     else:
         return f"a {type(node).__name__} without Lava's CUBA decays in a graph imported from lava-dl netx"
     vth = _uniform(node.v_threshold)
     if vth is None or vth != int(vth):
         return "the threshold is no single integer mantissa (Lava's vth is one value per process)"
     bias = np.broadcast_to(np.asarray(0.0 if offset is None else offset, np.float64), view.shape(name))
-    if np.any(bias) and i_decay != FULL_DECAY + 1:
+    if np.any(bias) and i_decay != fixedpoint.DECAY_UNITY:
         return "a bias with a decaying current (netx adds the bias to v, NIR's synapse to the current)"
     split = bias_mant_exp(np.rint(bias * (1 << fixedpoint.ACT_SHIFT)).astype(np.int64))
     if split is None or np.any(bias != np.rint(bias)):
