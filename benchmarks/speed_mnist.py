@@ -142,9 +142,9 @@ def digits_network():
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--T", type=int, default=32)
-    parser.add_argument("--samples", type=int, default=1024, help="first N MNIST test images")
+    parser.add_argument("--samples", type=int, default=512, help="first N MNIST test images")
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch docs/benchmarks.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
