@@ -40,6 +40,7 @@ class Op:
     integrator: bool = False
     signed: bool = False   # spikes may be -1 (signed-memory); otherwise they are 0/1 and |z| = z
     events: Any = None     # a weighted node's event-driven form (backends.events), where it can beat dense
+    in_place: Callable[[torch.Tensor], torch.Tensor] | None = None   # a stateless op writing its input (same floats)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -119,7 +120,7 @@ class _Lowering:
 
     def scale(self, name, node) -> Op:
         k = self.t(node.scale)
-        return Op(lambda s, x: (s, x * k))
+        return Op(lambda s, x: (s, x * k), in_place=lambda x: x.mul_(k))
 
     def _v0(self, name, node):
         sem = neuron_semantics(name, node, honours=(LAVA_CUBA,))
@@ -439,6 +440,10 @@ class ReferenceBackend:
                         values[n] = out
                         if record and op.spiking:
                             trains[n].append(out.transpose(0, 1).to("cpu", copy=True))   # `out` is reused
+                    elif op.in_place is not None and len(preds) == 1 and frees and ops[preds[0]].spiking:
+                        # the last reader of a spiking node's chunk (counted and recorded already) scales it where
+                        # it lies: no second multi-MB tensor per chunk (dnisnm's amplitudes)
+                        values[n] = op.in_place(inp)
                     else:
                         flat = inp.reshape(tc * batch, *inp.shape[2:])
                         sparse = None
