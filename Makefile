@@ -36,9 +36,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q --run-slow $(PYTEST_ARGS)
 
-BENCHMARKS ?= methods_digits quantize_digits training_cost speed_reference event_driven scaling_reference speed_lava lava_stock lavadl_networks deploy_networks
+BENCHMARKS ?= methods_digits quantize_digits training_cost speed_reference event_driven scaling_reference speed_lava lava_stock lavadl_networks deploy_networks speed_mnist lava_mnist
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/bench.txt
 	for b in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$b || exit 1; done
 
 clean:

@@ -1,5 +1,5 @@
 """Fused neuron updates over a chunk of time steps, compiled with numba: one pass over the input current, for
-IF neurons and the signed neuron with memory (DNISNM).
+IF neurons and the signed neuron with memory (DNISNM); and the input events of a weighted node counted in one pass.
 
 The floats are exactly those of `backends.neurons.if_step` / `snm_step` (no fast-math, so no contraction of r*x + v).
 """
@@ -63,6 +63,29 @@ def _snm_chunk(v, m, x, r, threshold, out, counts, rows, unit_r):  # pragma: no 
                 cb[s] += fired
                 n += fired
             rows[t, b] = n
+
+
+@numba.njit(nogil=True, cache=True)
+def _nonzero_chunk(x, counts, rows):  # pragma: no cover (compiled)
+    """x (T, B, S): counts (S,) gets the number of non-zero x[:, :, s], rows[t, b] the number of non-zero x[t, b]."""
+    steps, batch, size = x.shape
+    for t in range(steps):
+        for b in range(batch):
+            xb = x[t, b]
+            n = 0
+            for s in range(size):
+                nz = xb[s] != 0
+                counts[s] += nz
+                n += nz
+            rows[t, b] = n
+
+
+def count_nonzero(x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Non-zero entries of `x` (T, batch, *shape; CPU, `supports`) added per element of *shape to `counts` (int64,
+    contiguous) and returned per (step, sample) as a (T, batch) int32 tensor: one pass, no boolean copy of `x`."""
+    rows = torch.empty(x.shape[:2], dtype=torch.int32)
+    _nonzero_chunk(x.reshape(*x.shape[:2], -1).numpy(), counts.view(-1).numpy(), rows.numpy())
+    return rows
 
 
 def supports(device: torch.device, dtype: torch.dtype) -> bool:

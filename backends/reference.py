@@ -40,6 +40,7 @@ class Op:
     integrator: bool = False
     signed: bool = False   # spikes may be -1 (signed-memory); otherwise they are 0/1 and |z| = z
     events: Any = None     # a weighted node's event-driven form (backends.events), where it can beat dense
+    in_place: Callable[[torch.Tensor], torch.Tensor] | None = None   # a stateless op writing its input (same floats)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -115,7 +116,7 @@ class _Lowering:
 
     def scale(self, name, node) -> Op:
         k = self.t(node.scale)
-        return Op(lambda s, x: (s, x * k))
+        return Op(lambda s, x: (s, x * k), in_place=lambda x: x.mul_(k))
 
     def _v0(self, name, node):
         sem = neuron_semantics(name, node, honours=(LAVA_CUBA,))
@@ -404,12 +405,7 @@ class ReferenceBackend:
             # a weighted node fed by one spiking node (directly or through Flatten) receives as many events as
             # that node sent spikes
             events_from = {n: src for n in events if (src := _spiking_source(view, ops, n)) is not None}
-            # convolutions fed by spikes skip the (step, sample) slices in which their source fired nothing
-            skippable = {n: events_from[n] for n in events_from if isinstance(view.node(n), nir.Conv2d)}
-            # ... and so do convolutions fed by a time-varying input, in the slices where it is all zero
             timed = view.input not in const
-            skippable.update({n: view.input for n in events if timed and view.preds[n] == [view.input]
-                              and isinstance(view.node(n), nir.Conv2d)})
             # a GEMM's rounding can depend on its row count (BLAS blocking): one call per step, as in step mode
             per_step = {n for n in view.order if isinstance(view.node(n), (nir.Linear, nir.Affine))}
             # per non-constant node: its op, inputs, whether any input varies, the inputs it reads last
@@ -421,19 +417,24 @@ class ReferenceBackend:
                 tc = min(step_chunk, T - t0)
                 values: dict[str, torch.Tensor] = {}   # non-constant nodes: (tc, batch, *shape)
                 rows: dict[str, torch.Tensor] = {}     # spiking nodes: spikes per (step, sample), (tc, batch)
+                seen: dict[str, torch.Tensor] = {}     # weighted nodes: input events per (step, sample)
                 if timed:
                     values[view.input] = x.steps(t0, tc)
-                    if view.input in skippable.values():   # the input's own events per (step, sample)
-                        rows[view.input] = (values[view.input] != 0).flatten(2).sum(2)
                 for n, op, preds, varying, frees in plan:
                     inp = _sum(fixed[p] if p in const else values[p] for p in preds)
                     if not varying:   # a neuron fed only by constants
                         inp = inp.unsqueeze(0).expand(tc, *inp.shape)
                     for p in frees:
                         values.pop(p, None)   # bounded memory: free a chunk once its last reader ran
-                    if n in events and n not in events_from:
-                        nonzero = inp != 0
-                        events[n] += nonzero.sum((0, 1))
+                    if n in events_from:
+                        seen[n] = rows[events_from[n]]
+                    elif n in events:   # counted in one pass where a kernel runs
+                        if kernels.supports(inp.device, inp.dtype):
+                            seen[n] = kernels.count_nonzero(inp, events[n])
+                        else:
+                            nonzero = inp != 0
+                            events[n] += nonzero.sum((0, 1))
+                            seen[n] = nonzero.flatten(2).sum(2)
                     if op.spiking or op.integrator:
                         out = buffers.take(n, inp) if op.spiking else torch.empty_like(inp)
                         if op.steps_into is not None:
@@ -450,14 +451,17 @@ class ReferenceBackend:
                         values[n] = out
                         if record and op.spiking:
                             trains[n].append(out.transpose(0, 1).to("cpu", copy=True))   # `out` is reused
+                    elif op.in_place is not None and len(preds) == 1 and frees and ops[preds[0]].spiking:
+                        # the last reader of a spiking node's chunk (counted and recorded already) scales it where
+                        # it lies: no second multi-MB tensor per chunk (dnisnm's amplitudes)
+                        values[n] = op.in_place(inp)
                     else:
                         flat = inp.reshape(tc * batch, *inp.shape[2:])
                         sparse = None
                         if op.events is not None:   # per step: the cost model on the step's non-zero inputs
-                            step_counts = rows[events_from[n]].sum(1) if n in events_from else \
-                                nonzero.reshape(tc, -1).sum(1)
-                            sparse = op.events.pays(step_counts, batch)
-                        active = rows[skippable[n]].reshape(-1) != 0 if n in skippable else None
+                            sparse = op.events.pays(seen[n].sum(1), batch)
+                        # a convolution skips the (step, sample) slices in which its input is all zero
+                        active = seen[n].reshape(-1) != 0 if isinstance(view.node(n), nir.Conv2d) else None
                         y = _weighted(op, flat, batch, sparse, active, n in per_step)
                         values[n] = y.reshape(tc, batch, *y.shape[1:])
                 if readout is None:

@@ -358,10 +358,13 @@ def cmd_energy(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    from pipeline import sharded
     from pipeline.data.zoo import build_model
+    from pipeline.training import distributed
     from pipeline.training.checkpoints import load_model
     from pipeline.reports.sweep import SweepConfig, Variant, run_sweep
     from pipeline.training.ann import seed_everything
+    distributed.init_from_env("cpu")   # under torchrun (gloo) each process runs a share of every simulation
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not methods:
         raise SpikeportError(f"--methods {args.methods!r} names no method; e.g. --methods maxnorm,dnisnm")
@@ -372,15 +375,17 @@ def cmd_sweep(args) -> int:
     if args.checkpoint:
         ann, _ = load_model(args.checkpoint, input_shape=ds.input_shape)
     else:
-        ann = build_model(args.model, ds.input_shape, ds.num_classes)
-        api.train(ann, ds, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet)
-        ann = ann.cpu().eval()
+        def trained():
+            ann = build_model(args.model, ds.input_shape, ds.num_classes)
+            api.train(ann, ds, epochs=args.epochs, seed=args.seed, device=args.device, progress=not args.quiet)
+            return ann.cpu().eval()
+        ann = sharded.from_first(trained)
     cfg = SweepConfig(out=Path(args.out), methods=methods,
                       T_values=tuple(args.T), method_epochs=args.method_epochs, seed=args.seed, device=args.device,
                       progress=not args.quiet, limit=args.limit, targets=_targets(args.targets),
                       encoding=args.encoding)
-    run_sweep(ann, ds, cfg)
-    print(f"wrote {cfg.out / 'report.md'}, {cfg.out / 'results.json'}, {cfg.out / 'accuracy_vs_T.png'}")
+    if run_sweep(ann, ds, cfg):
+        print(f"wrote {cfg.out / 'report.md'}, {cfg.out / 'results.json'}, {cfg.out / 'accuracy_vs_T.png'}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """Evaluation sharded over torchrun processes: each process simulates a contiguous share of whole backend batches,
 and the shares are gathered on every process into the RunResult a single process computes on all samples.
+Work that is not split (training, fine-tuning, conversion) runs on process 0 and its result is sent to the others.
 """
 from __future__ import annotations
 
@@ -44,6 +45,17 @@ def simulate(graph, inputs: np.ndarray, T: int, *, backend: str = "reference", p
     shares: list[RunResult | None] = [None] * size
     dist.all_gather_object(shares, run)
     return merge([share for share in shares if share is not None])
+
+
+def from_first(compute):
+    """`compute()` on process 0 only, its result sent to every process (pickled over gloo), so that all processes
+    simulate the very same model or graph; the plain call when not distributed."""
+    rank, size = world()
+    if size == 1:
+        return compute()
+    box = [compute() if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def merge(shares: list[RunResult]) -> RunResult:

@@ -231,6 +231,23 @@ def test_fused_if_kernel_equals_pure_if_steps(seed, subtract, unit_r, per_neuron
     assert rows.tolist() == [[int(want[t, b].sum()) for b in range(batch)] for t in range(T)]
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), dtype=st.sampled_from([torch.float32, torch.float64]),
+       expanded=st.booleans())
+def test_nonzero_kernel_counts_as_torch_does(seed, dtype, expanded):
+    """Input events of a weighted node, counted in one pass: per element over (step, sample) added to the counts,
+    and per (step, sample), as torch's comparisons count them (-0.0 is no event)."""
+    g = torch.Generator().manual_seed(seed)
+    T, batch, shape = 5, 3, (2, 3, 4)
+    x = torch.randint(-2, 3, (1 if expanded else T, batch, *shape), generator=g).to(dtype) / 2
+    x[x == 0] = torch.where(torch.rand(x.shape, generator=g) < 0.5, 0.0, -0.0).to(dtype)[x == 0]
+    x = x.expand(T, batch, *shape)
+    counts = torch.full(shape, 7, dtype=torch.int64)
+    rows = kernels.count_nonzero(x, counts)
+    assert torch.equal(counts, 7 + (x != 0).sum((0, 1)))
+    assert rows.dtype == torch.int32 and torch.equal(rows, (x != 0).flatten(2).sum(2).int())
+
+
 def test_without_the_kernel_layer_mode_still_equals_step_mode(monkeypatch):
     """Where the kernel does not apply (CUDA, other dtypes), layer mode falls back to the in-place torch step."""
     calls = []

@@ -87,3 +87,30 @@ def test_torchrun_simulate_prints_the_single_process_numbers(tmp_path, digits_gr
     for a, b in zip(*runs):
         assert (a["accuracy"], a["spikes_per_sample"], a["samples"]) == (b["accuracy"], b["spikes_per_sample"],
                                                                          b["samples"])
+
+
+def _untimed(value):
+    """`value` without wall times and provenance, which differ between any two runs."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if k not in ("seconds", "prepare_seconds", "environment")}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_torchrun_sweep_writes_the_single_process_results(tmp_path):
+    ckpt = tmp_path / "ann.pt"
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "train", "--epochs", "3", "--out", str(ckpt), "--quiet"],
+                   cwd=ROOT, check=True)
+    args = ["-m", "pipeline.cli", "sweep", "--checkpoint", str(ckpt), "--methods", "robustnorm,dnisnm", "--T", "2", "8",
+            "--quiet"]
+    single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args, "--out",
+                          str(tmp_path / "two")], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert two.stdout.replace("two", "one") == single.stdout and len(single.stdout.splitlines()) == 5
+    one, both = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
+    assert one["samples"] == 360 and len(one["runs"]) == 4
+    assert _untimed(both) == _untimed(one)
+    assert (tmp_path / "two" / "report.md").read_text() == (tmp_path / "one" / "report.md").read_text()

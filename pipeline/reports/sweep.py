@@ -4,6 +4,8 @@ spikes and energy per inference on each target, and the accuracy-energy Pareto f
 Each method prepares its own model (some fine-tune the ANN their way), converts it (once, or per T for
 methods whose graph depends on T), and runs the reference simulator on the test split, encoded as
 `SweepConfig.encoding` says (pipeline/data/encoding.py; calibration sees what that encoding delivers).
+Under torchrun every simulation is split over the processes (pipeline/sharded.py); process 0 alone prepares and
+converts each method's model, prints and writes.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-import backends
 from backends.nirext import with_encoding
+from pipeline import sharded
 from pipeline.data import encoding as enc
 from pipeline.io.atomic import output_set, write_json, write_nir, write_text
 from pipeline.conversion.calibrate import GRANULARITIES
@@ -27,6 +29,7 @@ from pipeline.io.provenance import provenance
 from pipeline.io.render import accuracy_plot, markdown_table, pareto_plot
 from pipeline.reports.stats import cheapest_reaching, mcnemar, pareto_front, wilson_interval
 from pipeline.training.ann import evaluate, predict
+from pipeline.training.distributed import world
 
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128)
 OUTPUTS = ("*.nir", "results.json", "report.md", "accuracy_vs_T.png", "pareto_*.png")
@@ -74,12 +77,15 @@ class Variant:
 
 def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
     """Run every method at every T; write results.json, report.md, accuracy_vs_T.png and one .nir per method
-    into `cfg.out` as one output set (complete or absent; a concurrent sweep into it is refused)."""
+    into `cfg.out` as one output set (complete or absent; a concurrent sweep into it is refused). Under torchrun
+    (process group initialised) every process must call it; processes other than 0 write nothing and return {}."""
+    if world()[0] != 0:
+        return _sweep_into(None, ann, dataset, cfg, lambda *_: None)
     with output_set(cfg.out, OUTPUTS, "sweep") as out:
         return _sweep_into(out, ann, dataset, cfg, log)
 
 
-def _sweep_into(out: Path, ann, dataset, cfg: SweepConfig, log) -> dict:
+def _sweep_into(out: Path | None, ann, dataset, cfg: SweepConfig, log) -> dict:
     variants = [Variant.parse(m) for m in cfg.methods]
     n = len(dataset.test_x) if cfg.limit is None else min(cfg.limit, len(dataset.test_x))
     x, y = dataset.test_x[:n].numpy(), dataset.test_y[:n].numpy()
@@ -94,7 +100,6 @@ def _sweep_into(out: Path, ann, dataset, cfg: SweepConfig, log) -> dict:
         g.metadata = with_encoding(g.metadata, encoding)
         return g
 
-    reference = backends.get("reference")
     rows, models, energy, correct = [], {}, {}, {}
     hws = [load_hwconfig(t) for t in cfg.targets]
     ann_energy = {}
@@ -102,14 +107,14 @@ def _sweep_into(out: Path, ann, dataset, cfg: SweepConfig, log) -> dict:
     for v in variants:
         method = get_method(v.method)
         t0 = time.perf_counter()
-        model = prepare(v.method, copy.deepcopy(ann), dataset, cfg.method_epochs, seed=cfg.seed, device=cfg.device,
-                        progress=cfg.progress)
+        model = sharded.from_first(lambda: prepare(v.method, copy.deepcopy(ann), dataset, cfg.method_epochs,
+                                                   seed=cfg.seed, device=cfg.device, progress=cfg.progress))
         models[v.label] = {"ann_accuracy": evaluate(model, dataset.test_x[:n], dataset.test_y[:n]),
                            "prepare_seconds": time.perf_counter() - t0}
-        graph = None if method.t_dependent else converted(v, model)
+        graph = None if method.t_dependent else sharded.from_first(lambda: converted(v, model))
         for T in cfg.T_values:
-            g = converted(v, model, T=T) if method.t_dependent else graph
-            run = reference.run(g, enc.encode(x, encoding, T, cfg.seed), T, device=cfg.device)
+            g = sharded.from_first(lambda: converted(v, model, T=T)) if method.t_dependent else graph
+            run = sharded.simulate(g, enc.encode(x, encoding, T, cfg.seed), T, device=cfg.device)
             correct[v.label, T] = run.predictions == y
             reports = {hw.name: energy_report(g, run, hw, T, encoding=encoding) for hw in hws}
             ann_energy.update({name: r.ann_joules_per_inference for name, r in reports.items()})
@@ -120,9 +125,11 @@ def _sweep_into(out: Path, ann, dataset, cfg: SweepConfig, log) -> dict:
                          "energy": {name: r.snn_joules_per_inference for name, r in reports.items()}})
             log(f"{v.label:>20} T={T:>3}: accuracy {100 * rows[-1]['accuracy']:6.2f}%, "
                 f"{run.spikes_per_sample:9.0f} spikes/sample")
-            if T == nir_T:
+            if T == nir_T and out is not None:
                 write_nir(out / f"{v.label.replace(':', '-')}.nir", g)
                 energy[v.label] = reports[hws[0].name].to_dict()
+    if out is None:
+        return {}
     results = {"ann": {"accuracy": ann_acc, "ci95": list(wilson_interval(int(ann_correct.sum()), n)),
                        "energy": ann_energy},
                "samples": n, "encoding": encoding, "methods": models, "runs": rows,
