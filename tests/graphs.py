@@ -91,10 +91,10 @@ def conv_snm(rng: np.random.Generator) -> nir.NIRGraph:
 
 def netx_exact_cnn(rng: np.random.Generator) -> nir.NIRGraph:
     """Input(1,6,6) -> Conv2d(4, 3x3, pad 1) -> IF 'if1' -> Conv2d(4 -> 6, 3x3, stride 2, pad 1) -> IF 'if2' ->
-    Flatten -> Affine(54 -> 5) -> IF 'if3' -> Output, reset to zero, threshold 1, whose loihi2 quantization has
-    what netx runs exactly: weight exponents >= 0 (large first-layer weights), dense weights m << E within
-    [-256, 254] (0 < w <= 254/16384, even so that E = 0, the threshold being 16384 units) and biases in multiples of 2^6 v units
-    (k/16384, k integer: unit = 1/16384, a v unit 1/2^20)."""
+    Flatten -> Affine(54 -> 5) -> IF 'if3' -> Output, reset to zero, threshold 1 (16384 units on loihi2, so one
+    unit is 1/16384 and one v unit 1/2^20), whose loihi2 integers netx holds exactly: weight exponents >= 0
+    (large conv weights), dense weights m << E within [-256, 254] (even multiples of 1/16384 up to 252/16384:
+    E = 0) and biases k/16384, i.e. 2^6 k v units."""
     def conv(c_out, c_in, scale, stride):
         return nir.Conv2d(input_shape=(6, 6),
                           weight=rng.normal(0, scale, (c_out, c_in, 3, 3)).astype(np.float32), stride=stride,

@@ -2,8 +2,8 @@
 graph run on Lava's fixed_pt models (a second backend), its resource totals, and one-line user errors."""
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,17 +51,18 @@ def test_deploy_to_a_float_target_is_one_clear_line(tmp_path, digits_graphs, cap
     assert "\n" not in err and "no key 'formats.weight_bits'" in err
 
 
-def test_deploy_names_why_netx_cannot_run_the_quantized_digits_cnn(digits, digits_graphs):
+def test_netx_export_names_why_it_cannot_run_the_quantized_digits_cnn(digits, digits_graphs):
     """The digits CNN converted with reset to zero is netx's own neuron, but its loihi2 integers are not netx's:
     every refusal reason is checked against the quantized graph's own integers."""
     from backends import fixedpoint as fx
     from backends.graph import analyse
-    from pipeline.hardware.deploy import _netx
+    from backends.netx import export_quantized
     from pipeline.hardware.quantize import quantize
     q = quantize(digits_graphs["maxnorm-zero"], "loihi2", digits.train_x.numpy()).graph
     view = analyse(q)
-    note = _netx(q, Path("/nonexistent"))["note"]
-    assert note.startswith("no lava-dl netx HDF5 written: netx cannot run the quantized integers bit for bit")
+    with pytest.raises(backends.Unsupported, match="^netx cannot run the quantized integers bit for bit") as err:
+        export_quantized(q, io.BytesIO())
+    note = str(err.value)
     exps = {n: fx.weights(n, q.nodes[n]).exp for n in ("conv1", "conv2", "fc")}
     assert exps["conv1"] < 0 and f"node 'conv1': weight exponent {exps['conv1']}" in note
     assert "'conv2': weight exponent" not in note

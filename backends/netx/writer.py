@@ -1,4 +1,6 @@
-"""Export a NIR graph to lava-dl's netx HDF5 format (backends/netx/layout.py), where netx can express it.
+"""Export a NIR graph to lava-dl's netx HDF5 format (backends/netx/layout.py), where netx can express it:
+a float graph with thresholds folded into integer weights (`export_netx`), or a quantized graph's own integers
+(`export_quantized`, which `spikeport deploy` writes as model.net).
 
 Expressible: a chain Input [-> Scale] -> ([Flatten ->] Conv2d|Affine|Linear -> IF)* with an optional
 Affine|Linear -> I readout before the Output; IF with core reset (to 0, v_reset = 0), any r and threshold
@@ -200,7 +202,8 @@ def plan_quantized(graph: nir.NIRGraph) -> Plan:
     lava-dl's optimize_weight_bits derives from the file, which only undoes a lossless left shift, after clipping
     W to [-256, 254]); its neurons take bias_mant << 6 and vThMant << 6. So weight mantissas m with exponent
     E >= 0 are written as m << E and the thresholds and biases as they are; Loihi's E < 0 (each step's sum
-    floored to a multiple of 2^-E) and biases that are no multiple of 2^6 have no netx form."""
+    shifted right by -E bits, dropping them), dense weights m << E outside [-256, 254] and biases that are no
+    multiple of 2^6 have no netx form."""
     view, scale_node, pairs = _chain(graph)
     input_unit = float(fx.input_format(graph)["input_scale"])
     payload = 1
@@ -217,8 +220,8 @@ def plan_quantized(graph: nir.NIRGraph) -> Plan:
         w = fx.weights(name, view.node(name))
         p = fx.layer_params(view, neuron)
         if w.exp < 0:
-            problems.append(f"node {name!r}: weight exponent {w.exp} (Loihi floors each step's sum to a multiple "
-                            f"of 2^{-w.exp}; netx's synapses add the integer sum exactly)")
+            problems.append(f"node {name!r}: weight exponent {w.exp} (Loihi shifts each step's sum right by "
+                            f"{-w.exp} bit(s), dropping them; netx's synapses keep the whole integer sum)")
         W = np.left_shift(w.m, max(w.exp, 0)) * (payload if not layers else 1)
         if not isinstance(view.node(name), nir.Conv2d) and (W.min() < -256 or W.max() > 254):
             problems.append(f"node {name!r}: weights m << {w.exp} span [{W.min()}, {W.max()}], outside the "
