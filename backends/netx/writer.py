@@ -226,9 +226,10 @@ def plan_quantized(graph: nir.NIRGraph) -> Plan:
         if not isinstance(view.node(name), nir.Conv2d) and (W.min() < -256 or W.max() > 254):
             problems.append(f"node {name!r}: weights m << {w.exp} span [{W.min()}, {W.max()}], outside the "
                             "[-256, 254] lava-dl's optimize_weight_bits keeps for a dense layer")
-        if p.kind == "IF" and (p.reset != "zero" or np.any(p.v_reset) or np.any(p.v_init)):
-            problems.append(f"node {neuron!r}: reset {p.reset!r} with v_reset/v_init != 0 (netx's CUBA neurons "
-                            "start at 0 and reset to 0)")
+        if p.kind == "IF" and p.reset != "zero":
+            problems.append(f"node {neuron!r}: reset {p.reset!r} (netx's CUBA neurons reset to 0 on v > vThMant)")
+        if np.any(p.v_reset) or np.any(p.v_init):
+            problems.append(f"node {neuron!r}: v_reset or v(0) != 0 (netx's CUBA neurons start at and reset to 0)")
         vth = np.unique(p.vth)
         if p.kind == "IF" and len(vth) != 1:
             problems.append(f"node {neuron!r}: thresholds vary ({vth.min()}..{vth.max()}); netx has one vThMant "
