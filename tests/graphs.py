@@ -87,3 +87,33 @@ def conv_snm(rng: np.random.Generator) -> nir.NIRGraph:
                ("amp", "flat"), ("flat", "fc"), ("fc", "if"), ("if", "head"), ("head", "out"), ("out", "output")],
         type_check=False,
     )
+
+
+def netx_exact_cnn(rng: np.random.Generator) -> nir.NIRGraph:
+    """Input(1,6,6) -> Conv2d(4, 3x3, pad 1) -> IF 'if1' -> Conv2d(4 -> 6, 3x3, stride 2, pad 1) -> IF 'if2' ->
+    Flatten -> Affine(54 -> 5) -> IF 'if3' -> Output, reset to zero, threshold 1 (16384 units on loihi2, so one
+    unit is 1/16384 and one v unit 1/2^20), whose loihi2 integers netx holds exactly: weight exponents >= 0
+    (large conv weights), dense weights m << E within [-256, 254] (even multiples of 1/16384 up to 252/16384:
+    E = 0) and biases k/16384, i.e. 2^6 k v units."""
+    def conv(c_out, c_in, scale, stride):
+        return nir.Conv2d(input_shape=(6, 6),
+                          weight=rng.normal(0, scale, (c_out, c_in, 3, 3)).astype(np.float32), stride=stride,
+                          padding=1, dilation=1, groups=1,
+                          bias=(rng.integers(-40, 40, c_out) / 16384).astype(np.float32))
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1, 6, 6])}),
+            "conv1": conv(4, 1, 2.0, 1),
+            "if1": if_node((4, 6, 6), 1.0, reset="zero"),
+            "conv2": conv(6, 4, 0.1, 2),
+            "if2": if_node((6, 3, 3), 1.0, reset="zero"),
+            "flat": nir.Flatten(input_type={"input": np.array([6, 3, 3])}, start_dim=0, end_dim=-1),
+            "fc": nir.Affine(weight=(2 * rng.integers(20, 127, (5, 54)) / 16384).astype(np.float32),
+                             bias=(rng.integers(-40, 40, 5) / 16384).astype(np.float32)),
+            "if3": if_node(5, 1.0, reset="zero"),
+            "output": nir.Output(output_type={"output": np.array([5])}),
+        },
+        edges=[("input", "conv1"), ("conv1", "if1"), ("if1", "conv2"), ("conv2", "if2"), ("if2", "flat"),
+               ("flat", "fc"), ("fc", "if3"), ("if3", "output")],
+        type_check=False,
+    )

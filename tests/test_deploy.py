@@ -2,6 +2,7 @@
 graph run on Lava's fixed_pt models (a second backend), its resource totals, and one-line user errors."""
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -11,7 +12,6 @@ import backends
 from pipeline.io.atomic import write_nir
 from pipeline.cli import main
 from pipeline.io.nirio import read_graph
-from tests.graphs import mlp
 
 LIMIT = 30
 
@@ -51,18 +51,52 @@ def test_deploy_to_a_float_target_is_one_clear_line(tmp_path, digits_graphs, cap
     assert "\n" not in err and "no key 'formats.weight_bits'" in err
 
 
-def test_deploy_tries_netx_and_names_why_it_is_not_exact(tmp_path):
-    """A reset-to-zero network is netx's own neuron, but Loihi 2's 8190-unit threshold does not fold into
-    netx's 8-bit weights without error: the bundle writes no model.net and its report says why."""
+def test_netx_export_names_why_it_cannot_run_the_quantized_digits_cnn(digits, digits_graphs):
+    """The digits CNN converted with reset to zero is netx's own neuron, but its loihi2 integers are not netx's:
+    every refusal reason is checked against the quantized graph's own integers."""
+    from backends import fixedpoint as fx
+    from backends.graph import analyse
+    from backends.netx import export_quantized
+    from pipeline.hardware.quantize import quantize
+    q = quantize(digits_graphs["maxnorm-zero"], "loihi2", digits.train_x.numpy()).graph
+    view = analyse(q)
+    with pytest.raises(backends.Unsupported, match="^netx cannot run the quantized integers bit for bit") as err:
+        export_quantized(q, io.BytesIO())
+    note = str(err.value)
+    exps = {n: fx.weights(n, q.nodes[n]).exp for n in ("conv1", "conv2", "fc")}
+    assert exps["conv1"] < 0 and f"node 'conv1': weight exponent {exps['conv1']}" in note
+    assert "'conv2': weight exponent" not in note
+    fc = np.left_shift(fx.weights("fc", q.nodes["fc"]).m, exps["fc"])
+    assert fc.max() > 254 and f"node 'fc': weights m << {exps['fc']} span [{fc.min()}, {fc.max()}]" in note
+    for neuron in ("relu1", "relu2", "integrator"):
+        bias = fx.layer_params(view, neuron).bias
+        per_channel = bias.reshape(bias.shape[0], -1)[:, 0]
+        odd = int((per_channel % 64 != 0).sum())
+        assert odd > 0 and f"node {neuron!r}: bias" in note and f"{odd} of {len(per_channel)} biases" in note
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_deploy_model_net_runs_bit_for_bit_on_lavadl_netx(tmp_path):
+    """A CNN whose loihi2 integers netx can hold (exponents >= 0, dense weights within [-256, 254], biases in
+    multiples of 2^6): deploy writes model.net, and lava-dl's own netx.hdf5.Network fed with the graph's integer
+    input gives the reference fixed-point mode's spikes in every layer at every step."""
+    from backends import fixedpoint as fx
+    from backends.netx.backend import run_file
     from pipeline.hardware.deploy import deploy
-    rng = np.random.default_rng(7)
-    g = mlp(rng.normal(0, 0.5, (6, 4)), rng.normal(0, 0.2, 6), rng.normal(0, 0.5, (3, 6)), np.zeros(3),
-            threshold=0.8, reset="zero")
-    calib = rng.uniform(0, 1, (64, 4)).astype(np.float32)
-    bundle = deploy(g, "loihi2", tmp_path / "b", calib, calib[:16], rng.integers(0, 3, 16), T=12)
-    assert "netx" not in bundle.files and not (tmp_path / "b" / "model.net").exists()
-    note = json.loads((tmp_path / "b" / "report.json").read_text())["netx"]["note"]
-    assert note.startswith("no lava-dl netx HDF5 written: netx export is not exact") and "threshold" in note
+    from tests.graphs import netx_exact_cnn
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (64, 1, 6, 6)).astype(np.float32)
+    T, n = 48, 3
+    bundle = deploy(netx_exact_cnn(rng), "loihi2", tmp_path / "b", x, x[:n], np.zeros(n, int), T=T)
+    q = read_graph(bundle.files["graph"])
+    fmt = fx.input_format(q)
+    ref = backends.get("reference").run(q, x[:n], T, fixed_point=True, record=True)
+    ints = fx.quantize_input(x[:n], float(fmt["input_scale"]), int(fmt["input_bits"]), bool(fmt["input_signed"]))
+    netx = run_file(bundle.files["netx"], ints, T, record=True)
+    for layer in ("if1", "if2", "if3"):
+        assert ref.spikes[layer].any(), f"{layer} must spike for this to test"
+        assert np.array_equal(netx.spikes[layer], ref.spikes[layer]), layer
 
 
 def test_simulate_runs_a_quantized_file_in_integers_on_the_reference(tmp_path, digits, digits_graphs):

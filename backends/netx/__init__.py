@@ -8,7 +8,7 @@ from pathlib import Path
 import nir
 
 from backends.netx.reader import import_netx
-from backends.netx.writer import export_netx
+from backends.netx.writer import export_netx, export_quantized
 
 
 def netx_equivalent(graph: nir.NIRGraph, input_scale: float = 1.0) -> tuple[nir.NIRGraph, list[str]]:
@@ -28,4 +28,4 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["NetxBackend", "export_netx", "import_netx", "netx_equivalent"]
+__all__ = ["NetxBackend", "export_netx", "export_quantized", "import_netx", "netx_equivalent"]

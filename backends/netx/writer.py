@@ -1,4 +1,6 @@
-"""Export a NIR graph to lava-dl's netx HDF5 format (backends/netx/layout.py), where netx can express it.
+"""Export a NIR graph to lava-dl's netx HDF5 format (backends/netx/layout.py), where netx can express it:
+a float graph with thresholds folded into integer weights (`export_netx`), or a quantized graph's own integers
+(`export_quantized`, which `spikeport deploy` writes as model.net).
 
 Expressible: a chain Input [-> Scale] -> ([Flatten ->] Conv2d|Affine|Linear -> IF)* with an optional
 Affine|Linear -> I readout before the Output; IF with core reset (to 0, v_reset = 0), any r and threshold
@@ -15,7 +17,9 @@ import nir
 import numpy as np
 
 from backends.graph import GraphError, GraphView, analyse
-from backends.netx.layout import (ATTR, IF_DECAYS, MAX_BIAS, MAX_THRESHOLD, MAX_WEIGHT, NEVER_FIRES, write_str)
+from backends import fixedpoint as fx
+from backends.netx.layout import (ATTR, IF_DECAYS, MAX_BIAS, MAX_THRESHOLD, MAX_WEIGHT, NEVER_FIRES, STATE_SHIFT,
+                                    write_str)
 from backends.nirext import neuron_semantics
 from backends.result import Unsupported
 
@@ -113,8 +117,9 @@ def _neuron_gain(view: GraphView, name: str, gaps: list[str]) -> tuple[np.ndarra
     return gain, float(theta[0]) if uniform and float(theta[0]).is_integer() else None
 
 
-def plan(graph: nir.NIRGraph, input_scale: float = 1.0) -> Plan:
-    """The netx layers for `graph` fed with inputs multiplied by `input_scale` (integers on the wire)."""
+def _chain(graph: nir.NIRGraph) -> tuple[GraphView, str | None, list[tuple[str, str]]]:
+    """The graph as netx layers: (view, the Scale right after the Input or None, [(synapse, neuron), ...]),
+    or Unsupported naming the node netx cannot place."""
     try:
         view = analyse(graph, EXPORT_TYPES)
     except GraphError as err:
@@ -123,16 +128,8 @@ def plan(graph: nir.NIRGraph, input_scale: float = 1.0) -> Plan:
         if len(view.preds[n]) > 1 or len(view.succs(n)) > 1:
             raise Unsupported(f"netx export: node {n!r} has fan-in or fan-out; netx layers form a chain")
     chain = [n for n in view.order if n not in (view.input, view.output)]
-    gaps: list[str] = []
-    scale = 1.0 / float(input_scale)
-    if chain and isinstance(view.node(chain[0]), nir.Scale):
-        s = np.unique(np.asarray(view.node(chain[0]).scale, np.float64))
-        if len(s) != 1:
-            raise Unsupported(f"netx export: node {chain[0]!r} (Scale) is not uniform; netx inputs have one scale")
-        scale *= float(s[0])
-        chain = chain[1:]
-    layers: list[Layer] = []
-    output_scale = 1.0
+    scale = chain.pop(0) if chain and isinstance(view.node(chain[0]), nir.Scale) else None
+    pairs: list[tuple[str, str]] = []
     i = 0
     while i < len(chain):
         name, node = chain[i], view.node(chain[i])
@@ -147,10 +144,41 @@ def plan(graph: nir.NIRGraph, input_scale: float = 1.0) -> Plan:
             raise Unsupported(f"netx export: node {name!r} ({type(node).__name__}) is not a conv or dense synapse "
                               "followed by a neuron; netx layers are synapse + CUBA neurons")
         neuron = chain[i + 1]
-        readout = isinstance(view.node(neuron), nir.I)
-        if readout and i + 2 != len(chain):
+        if isinstance(view.node(neuron), nir.I) and i + 2 != len(chain):
             raise Unsupported(f"netx export: node {neuron!r} (I) is not the readout before the Output; netx has "
                               "no integrator layer inside a network")
+        pairs.append((name, neuron))
+        i += 2
+    if not pairs:
+        raise Unsupported("netx export: the graph has no conv or dense layer")
+    return view, scale, pairs
+
+
+def _layer(view: GraphView, synapse: str, neuron: str, weight: np.ndarray, bias: np.ndarray | None,
+           v_th_mant: int) -> Layer:
+    node = view.node(synapse)
+    if bias is not None and not np.any(bias):
+        bias = None
+    return Layer(kind="conv" if isinstance(node, nir.Conv2d) else "dense", synapse=synapse, neuron=neuron,
+                 shape=view.shape(neuron), weight=weight, bias=bias, v_th_mant=v_th_mant,
+                 conv=_conv_args(synapse, node) if isinstance(node, nir.Conv2d) else {})
+
+
+def plan(graph: nir.NIRGraph, input_scale: float = 1.0) -> Plan:
+    """The netx layers for `graph` fed with inputs multiplied by `input_scale` (integers on the wire)."""
+    view, scale_node, pairs = _chain(graph)
+    gaps: list[str] = []
+    scale = 1.0 / float(input_scale)
+    if scale_node is not None:
+        s = np.unique(np.asarray(view.node(scale_node).scale, np.float64))
+        if len(s) != 1:
+            raise Unsupported(f"netx export: node {scale_node!r} (Scale) is not uniform; netx inputs have one scale")
+        scale *= float(s[0])
+    layers: list[Layer] = []
+    output_scale = 1.0
+    for name, neuron in pairs:
+        node = view.node(name)
+        readout = isinstance(view.node(neuron), nir.I)
         gain, preferred = _neuron_gain(view, neuron, gaps)
         W = np.asarray(node.weight, np.float64) * (scale if not layers else 1.0)
         b = np.asarray(node.bias, np.float64) if isinstance(node, (nir.Affine, nir.Conv2d)) else None
@@ -160,20 +188,71 @@ def plan(graph: nir.NIRGraph, input_scale: float = 1.0) -> Plan:
             err = np.abs(W_int / K - W * g).max() / np.abs(W * g).max()
             gaps.append(f"node {name!r}: weights quantized to 8-bit mantissas (threshold {K if not readout else 'n/a'}, "
                         f"max error {100 * err:.2f}% of the largest weight)")
-        if b_int is not None and not np.any(b_int):
-            b_int = None
-        layer = Layer(kind="conv" if isinstance(node, nir.Conv2d) else "dense", synapse=name, neuron=neuron,
-                      shape=view.shape(neuron), weight=W_int, bias=b_int,
-                      v_th_mant=NEVER_FIRES if readout else int(K))
         if readout:
             output_scale = float(K)
-        if isinstance(node, nir.Conv2d):
-            layer.conv = _conv_args(name, node)
-        layers.append(layer)
-        i += 2
-    if not layers:
-        raise Unsupported("netx export: the graph has no conv or dense layer")
+        layers.append(_layer(view, name, neuron, W_int, b_int, NEVER_FIRES if readout else int(K)))
     return Plan(view.shape(view.input), layers, float(input_scale), output_scale, gaps)
+
+
+def plan_quantized(graph: nir.NIRGraph) -> Plan:
+    """The netx layers holding a quantized graph's own integers (backends/fixedpoint.py), fed with its integer
+    input, or Unsupported listing every integer netx cannot reproduce bit for bit.
+
+    netx's synapses add sum(W s) exactly (its Conv takes no weight exponent; its Dense gets the exponent
+    lava-dl's optimize_weight_bits derives from the file, which only undoes a lossless left shift, after clipping
+    W to [-256, 254]); its neurons take bias_mant << 6 and vThMant << 6. So weight mantissas m with exponent
+    E >= 0 are written as m << E and the thresholds and biases as they are; Loihi's E < 0 (each step's sum
+    shifted right by -E bits, dropping them), dense weights m << E outside [-256, 254] and biases that are no
+    multiple of 2^6 have no netx form."""
+    view, scale_node, pairs = _chain(graph)
+    input_unit = float(fx.input_format(graph)["input_scale"])
+    payload = 1
+    problems: list[str] = []
+    if scale_node is not None:
+        node = view.node(scale_node)
+        values = np.unique(fx.to_integer(f"node {scale_node!r} scale", node.scale,
+                                         fx.unit(scale_node, node, "scale"), fx.V_LIMIT))
+        if len(values) != 1:
+            raise Unsupported(f"netx export: node {scale_node!r} (Scale) is not uniform; netx inputs have one scale")
+        payload = int(values[0])
+    layers: list[Layer] = []
+    for name, neuron in pairs:
+        w = fx.weights(name, view.node(name))
+        p = fx.layer_params(view, neuron)
+        if w.exp < 0:
+            problems.append(f"node {name!r}: weight exponent {w.exp} (Loihi shifts each step's sum right by "
+                            f"{-w.exp} bit(s), dropping them; netx's synapses keep the whole integer sum)")
+        W = np.left_shift(w.m, max(w.exp, 0)) * (payload if not layers else 1)
+        if not isinstance(view.node(name), nir.Conv2d) and (W.min() < -256 or W.max() > 254):
+            problems.append(f"node {name!r}: weights m << {w.exp} span [{W.min()}, {W.max()}], outside the "
+                            "[-256, 254] lava-dl's optimize_weight_bits keeps for a dense layer")
+        if p.kind == "IF" and p.reset != "zero":
+            problems.append(f"node {neuron!r}: reset {p.reset!r} (netx's CUBA neurons reset to 0 on v > vThMant)")
+        if np.any(p.v_reset) or np.any(p.v_init):
+            problems.append(f"node {neuron!r}: v_reset or v(0) != 0 (netx's CUBA neurons start at and reset to 0)")
+        vth = np.unique(p.vth)
+        if p.kind == "IF" and len(vth) != 1:
+            problems.append(f"node {neuron!r}: thresholds vary ({vth.min()}..{vth.max()}); netx has one vThMant "
+                            "per layer")
+        bias = _per_channel(neuron, p.bias, view.shape(neuron), "bias")
+        odd = bias[np.mod(bias, 1 << STATE_SHIFT) != 0]
+        if len(odd):
+            problems.append(f"node {neuron!r}: bias {int(odd[0])} (v units) is no multiple of 2^{STATE_SHIFT} "
+                            f"(netx fixes bias_exp = {STATE_SHIFT}; {len(odd)} of {len(bias)} biases)")
+        layers.append(_layer(view, name, neuron, W, (bias.astype(np.int64) >> STATE_SHIFT),
+                             NEVER_FIRES if p.kind == "I" else int(vth[0])))
+    if problems:
+        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
+        raise Unsupported(f"netx cannot run the quantized integers bit for bit: {problems[0]}{more}")
+    last = view.node(pairs[-1][1])
+    output_scale = 1.0 / fx.unit(pairs[-1][1], last, "neuron") if isinstance(last, nir.I) else 1.0
+    return Plan(view.shape(view.input), layers, 1.0 / input_unit, output_scale, [])
+
+
+def export_quantized(graph: nir.NIRGraph, path) -> None:
+    """Write quantized `graph` to the netx HDF5 file `path` with its own integers (`plan_quantized`): netx fed
+    with the graph's integer input runs it bit for bit as the reference fixed-point mode does."""
+    write(plan_quantized(graph), path)
 
 
 def _conv_args(name: str, node: nir.Conv2d) -> dict:

@@ -12,8 +12,7 @@ from pathlib import Path
 import nir
 
 import backends
-from backends.netx import export_netx
-from backends.nirext import fixed_point
+from backends.netx import export_quantized
 from pipeline.io.atomic import output_set, write_json, write_nir, write_text, write_with
 from pipeline.hardware.hwconfig import HwConfig, load_hwconfig
 from pipeline.hardware.quantize import Quantized, output_peak, quantize
@@ -91,11 +90,10 @@ def _energy(q: Quantized, hw: HwConfig, x, T: int, encoding: str) -> dict:
 
 
 def _netx(graph: nir.NIRGraph, out: Path) -> dict:
-    """The quantized graph as a lava-dl netx HDF5 file fed with the integer input, when netx can express it
-    exactly; otherwise a note naming what it cannot express."""
-    unit = float(fixed_point("graph", graph.metadata, "graph")["input_scale"])
+    """The quantized graph as a lava-dl netx HDF5 file holding its own integers, fed with its integer input, when
+    netx runs them bit for bit (backends.netx.writer.plan_quantized); otherwise a note naming why not."""
     try:
-        path = write_with(out / "model.net", lambda p: export_netx(graph, p, input_scale=1.0 / unit))
+        path = write_with(out / "model.net", lambda p: export_quantized(graph, p))
         return {"path": str(path)}
     except backends.Unsupported as err:
         return {"note": f"no lava-dl netx HDF5 written: {err}"}
