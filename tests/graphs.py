@@ -4,6 +4,7 @@ from __future__ import annotations
 import nir
 import numpy as np
 
+import backends
 from backends.nirext import neuron_metadata
 
 
@@ -117,3 +118,17 @@ def netx_exact_cnn(rng: np.random.Generator) -> nir.NIRGraph:
                ("flat", "fc"), ("fc", "if3"), ("if3", "output")],
         type_check=False,
     )
+
+
+def assert_fixed_point_spike_for_spike(graph, x, T):
+    """Lava fixed_pt and the reference's fixed-point mode on quantized `graph`: the same spikes in every layer at
+    every step, the same input events and the same outputs; returns the reference run."""
+    ref = backends.get("reference").run(graph, x, T, fixed_point=True, record=True)
+    lava = backends.get("lava").run(graph, x, T, record=True)
+    assert set(ref.spikes) == set(lava.spikes)
+    for name in ref.spikes:
+        np.testing.assert_array_equal(lava.spikes[name], ref.spikes[name], err_msg=name)
+    np.testing.assert_array_equal(lava.outputs, ref.outputs)
+    for name in ref.input_events:
+        np.testing.assert_array_equal(lava.input_events[name], ref.input_events[name], err_msg=name)
+    return ref

@@ -15,19 +15,10 @@ from pipeline.conversion.registry import convert
 from pipeline.data.datasets import load_dataset
 from pipeline.data.zoo import build_model
 from pipeline.hardware.quantize import output_peak, quantize
+from tests.graphs import assert_fixed_point_spike_for_spike
 
 REF, LAVA = backends.get("reference"), backends.get("lava")
 
-
-def assert_spike_for_spike(graph, x, T):
-    """Lava fixed_pt and the reference fixed point on quantized `graph`: every layer, every step, the outputs."""
-    ref = REF.run(graph, x, T, fixed_point=True, record=True)
-    lava = LAVA.run(graph, x, T, record=True)
-    assert set(ref.spikes) == set(lava.spikes)
-    for name in ref.spikes:
-        np.testing.assert_array_equal(lava.spikes[name], ref.spikes[name], err_msg=name)
-    np.testing.assert_array_equal(lava.outputs, ref.outputs)
-    return ref
 
 
 def stock_layers(graph) -> set[str]:
@@ -54,7 +45,7 @@ def test_lif_network_from_train_snn_spike_for_spike(digits, lif_digits):
     x, y = digits.test_x.numpy(), digits.test_y.numpy()
     fixed, floats = REF.run(q, x, 4, fixed_point=True), REF.run(q, x, 4)
     assert fixed.accuracy(y) > 0.8 and abs(fixed.accuracy(y) - floats.accuracy(y)) < 0.03
-    ref = assert_spike_for_spike(q, x[:4], 8)
+    ref = assert_fixed_point_spike_for_spike(q, x[:4], 8)
     assert all(ref.spikes[n].any() for n in lifs)
 
 
@@ -78,14 +69,13 @@ def test_converted_resnet20_spike_for_spike():
     q, x = converted_cifar("resnet20")
     ifs = {n for n, node in q.nodes.items() if type(node).__name__ == "IF"}
     assert stock_layers(q) == ifs
-    ref = assert_spike_for_spike(q, x, 8)
+    ref = assert_fixed_point_spike_for_spike(q, x, 8)
     assert sum(ref.spikes[n].any() for n in ifs) >= 10
 
 
 def vgg16_head(blocks: int = 2):
     """The converted VGG-16's first `blocks` blocks (conv-IF x 2 or 3, then average pooling; 128 channels after
-    block 2)
-    with a seeded Flatten -> Affine -> I readout: the whole VGG-16 does not run on Lava in test time (Lava's
+    block 2) with a seeded Flatten -> Affine -> I readout: the whole VGG-16 does not run on Lava in test time (Lava's
     fixed-point Conv calls scipy once per channel pair per step: about 1.6 million calls a step for VGG-16)."""
     import nir
     from backends.graph import analyse
@@ -120,5 +110,5 @@ def test_converted_vgg16_first_two_blocks_spike_for_spike():
     q, x = vgg16_head()
     ifs = {n for n, node in q.nodes.items() if type(node).__name__ == "IF"}
     assert len(ifs) == 4 and stock_layers(q) == ifs
-    ref = assert_spike_for_spike(q, x, 6)
+    ref = assert_fixed_point_spike_for_spike(q, x, 6)
     assert all(ref.spikes[n].any() for n in ifs)
