@@ -108,7 +108,9 @@ def conversion_sweep(ann, ds, out: Path, methods, args) -> tuple[dict, dict, flo
                 json.loads(seconds.read_text())["seconds"])
     correct: dict = {}
     t0 = time.perf_counter()
-    results = run_sweep(ann, ds, SweepConfig(out=out / "sweep", methods=methods, T_values=T_VALUES,
+    tune = Dataset(ds.name, ds.train_x[:args.tune_images], ds.train_y[:args.tune_images], ds.test_x, ds.test_y,
+                   ds.num_classes)
+    results = run_sweep(ann, tune, SweepConfig(out=out / "sweep", methods=methods, T_values=T_VALUES,
                                              method_epochs=args.method_epochs, seed=args.seed, progress=False,
                                              limit=args.limit, targets=TARGETS), correct=correct)
     write_with(saved, lambda f: np.savez_compressed(f, **{f"{k}|{T}": v for (k, T), v in correct.items()}))
@@ -158,6 +160,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=tuple(AUGMENT), default="fashion-mnist")
     parser.add_argument("--method-epochs", type=int, default=3, help="fine-tuning epochs of conversion methods")
+    parser.add_argument("--tune-images", type=int, default=60000,
+                        help="training images the conversion methods fine-tune and calibrate on (first N)")
     parser.add_argument("--snn-T", type=int, default=4, help="T the SNN training methods train at")
     parser.add_argument("--snn-epochs", type=int, default=1)
     parser.add_argument("--snn-images", type=int, default=20000, help="training images the SNN methods train on")
@@ -191,17 +195,24 @@ def main(argv=None) -> None:
     its_ann = {m: v["ann_accuracy"] for m, v in results["methods"].items()}
     claims = [judge_beats(c, correct) if isinstance(c, Beats) else judge_within(c, accuracy, its_ann)
               for c in CLAIMS]
+    full_ann = float((predict(ann, ds.test_x) == ds.test_y.numpy()).mean())
+    subset = "" if n == len(ds.test_x) else (
+        f", {100 * results['ann']['accuracy']:.2f}% on the first {n} used here. NOT THE FULL TEST SET: the full "
+        "run did not fit the time available on the shared machine; every figure below is on those images")
     train_note = ", ".join(f"{label} {s / 60:.1f} min" for label, (_, s) in trained.items())
     tuned = ", ".join(m for m in methods if get_method(m.split(":")[0]).train is not None)
     body = "\n\n".join([
         f"## Methods on {args.dataset}: lenet5, {n} test images, T = 1-64 (reference backend)",
         f"Command: `{COMMAND} --dataset {args.dataset} --ann-epochs {args.ann_epochs} --method-epochs "
-        f"{args.method_epochs} --snn-T {args.snn_T} --snn-epochs {args.snn_epochs} --snn-images {args.snn_images}`. "
+        f"{args.method_epochs} --tune-images {args.tune_images} --snn-T {args.snn_T} --snn-epochs {args.snn_epochs} "
+        f"--snn-images {args.snn_images}{'' if args.limit is None else f' --limit {args.limit}'}`. "
         f"Machine: {machine()}, shared with 4 other engineers' jobs (wall times are upper bounds). ANN: lenet5, "
         f"`--augment {AUGMENT[args.dataset]}`, {args.ann_epochs} epochs, batch 128, seed {args.seed} (cached as "
-        f"`{ann_path.name}`), test accuracy {100 * results['ann']['accuracy']:.2f}%. Conversion methods that "
-        f"fine-tune ({tuned}) do so for {args.method_epochs} epochs on all training images (rnl-ril: the last third "
-        f"of them its stage 2). The SNN training methods start from the ANN's weights and train {args.snn_epochs} "
+        f"`{ann_path.name}`), test accuracy {100 * full_ann:.2f}% on all {len(ds.test_x)} test images{subset}. "
+        "Conversion methods that "
+        f"fine-tune ({tuned}) do so for {args.method_epochs} epochs on the first "
+        f"{min(args.tune_images, len(ds.train_x))} training images (rnl-ril: the last third of the epochs its stage "
+        f"2); every method calibrates on those images. The SNN training methods start from the ANN's weights and train {args.snn_epochs} "
         f"epoch(s) at T={args.snn_T} on the first {min(args.snn_images, len(ds.train_x))} training images "
         f"(snn2ann: IF, reset to zero; joint-asnn: LIF; stbp-lif: a standard LIF SNN trained alone by STBP, Joint "
         f"A-SNN's Table 4 baseline); their graphs are then run at every T, and 'its ANN' is the ANN they start "
