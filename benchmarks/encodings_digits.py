@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from pipeline.data.zoo import build_model
 from pipeline.hardware.energy import energy_report
 from pipeline.io.render import markdown_table
 from pipeline.training.ann import TrainConfig, evaluate, seed_everything, train_ann
+from pipeline.training.checkpoints import load_model
 
 COMMAND = ".venv/bin/python -m benchmarks.encodings_digits"
 T_VALUES = (4, 8, 16, 32, 64, 128)
@@ -89,6 +91,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ann-epochs", type=int, default=4, help="lenet5 epochs on mnist (benchmarks.methods_mnist)")
     parser.add_argument("--no-event", action="store_true", help="leave out the event encoding (it trains a network)")
     parser.add_argument("--repeats", type=int, default=7, help="throughput rounds (0: no throughput table)")
+    parser.add_argument("--checkpoint", default=None, help="mnist: a spikeport lenet5 checkpoint to use instead")
+    parser.add_argument("--limit", type=int, default=None, help="first N test images only (default all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -97,15 +101,21 @@ def main(argv=None) -> None:
     T_values = tuple(args.T or T_VALUES)
     torch.set_num_threads(2)
     ds = load_dataset(args.dataset, seed=args.seed)
-    x, y = ds.test_x.numpy(), ds.test_y.numpy()
+    x, y = ds.test_x[:args.limit].numpy(), ds.test_y[:args.limit].numpy()
     if args.dataset == "digits":
         cnn = trained(ds.train_x, ds.train_y, ds.test_x, ds.test_y, ds.input_shape, args.epochs, args.seed)
         network = f"the demo's digits CNN ({args.epochs} epochs"
     else:
         from benchmarks.methods_mnist import AUGMENT, trained_ann
-        cnn, path = trained_ann(ds, args.dataset, args.ann_epochs, args.seed)
-        network = f"lenet5 (`{path.name}`: `--augment {AUGMENT[args.dataset]}`, {args.ann_epochs} epochs, batch 128"
-    ann_acc = evaluate(cnn, ds.test_x, ds.test_y)
+        if args.checkpoint:
+            cnn, state = load_model(args.checkpoint, input_shape=ds.input_shape)
+            network = (f"{state['model']} (`{Path(args.checkpoint).name}`: `--augment {state.get('augment', 'none')}`, "
+                       f"{len(state.get('history', []))} epochs")
+        else:
+            cnn, path = trained_ann(ds, args.dataset, args.ann_epochs, args.seed)
+            network = (f"lenet5 (`{path.name}`: `--augment {AUGMENT[args.dataset]}`, {args.ann_epochs} epochs, "
+                       "batch 128")
+    ann_acc = evaluate(cnn, ds.test_x[:args.limit], ds.test_y[:args.limit])
     direct = api.convert(cnn, ds.train_x, method="robustnorm")
     graphs = {"direct": direct, "rate": direct}
     notes = [f"direct and rate: {network}, ANN test accuracy {100 * ann_acc:.2f}%), robustnorm, one graph for both."]
@@ -132,7 +142,8 @@ def main(argv=None) -> None:
                                                        for k in ("ANN (nJ)", "SNN (nJ)", "first layer (nJ)", "ANN/SNN")]
     command = COMMAND if args.dataset == "digits" else (
         f"{COMMAND} --dataset {args.dataset} --ann-epochs {args.ann_epochs} --T {' '.join(map(str, T_values))}"
-        f"{' --no-event' if args.no_event else ''} --repeats {args.repeats}")
+        f"{' --no-event' if args.no_event else ''} --repeats {args.repeats}"
+        f"{f' --checkpoint {args.checkpoint}' if args.checkpoint else ''}{f' --limit {args.limit}' if args.limit else ''}")
     body = "\n\n".join([
         f"## Input encodings on {args.dataset}: {', '.join(graphs)} input (reference backend, {len(y)} test samples)",
         f"Command: `{command}`  \nMachine: {machine()}, torch {torch.__version__}, 2 threads.",
