@@ -141,9 +141,10 @@ def main(argv=None) -> None:
     e_cols = [("encoding", "encoding"), ("T", "T")] + [(f"{t} {k}", f"{t} {k}") for t in TARGETS
                                                        for k in ("ANN (nJ)", "SNN (nJ)", "first layer (nJ)", "ANN/SNN")]
     command = COMMAND if args.dataset == "digits" else (
-        f"{COMMAND} --dataset {args.dataset} --ann-epochs {args.ann_epochs} --T {' '.join(map(str, T_values))}"
-        f"{' --no-event' if args.no_event else ''} --repeats {args.repeats}"
-        f"{f' --checkpoint {args.checkpoint}' if args.checkpoint else ''}{f' --limit {args.limit}' if args.limit else ''}")
+        f"{COMMAND} --dataset {args.dataset} "
+        f"{f'--checkpoint {args.checkpoint}' if args.checkpoint else f'--ann-epochs {args.ann_epochs}'} "
+        f"--T {' '.join(map(str, T_values))}{' --no-event' if args.no_event else ''} --repeats {args.repeats}"
+        f"{f' --limit {args.limit}' if args.limit else ''}")
     body = "\n\n".join([
         f"## Input encodings on {args.dataset}: {', '.join(graphs)} input (reference backend, {len(y)} test samples)",
         f"Command: `{command}`  \nMachine: {machine()}, torch {torch.__version__}, 2 threads.",
@@ -155,8 +156,8 @@ def main(argv=None) -> None:
         "### Energy per inference",
         "Under direct input the first layer pays T x MACs; under rate and event input it pays one AC per input "
         "event per synapse (docs/energy.md). loihi prices MACs and ACs alike (23.6 pJ, Davies 2018), so there the "
-        "encodings differ only through their event counts. The event network's ANN has two input channels, "
-        "hence its own ANN column.",
+        "encodings differ only through their event counts." + (" The event network's ANN has two input channels, "
+                                                                "hence its own ANN column." if "event" in graphs else ""),
         markdown_table(energy, e_cols),
         *(["### Throughput on time-varying input against direct input (same graph, same T, layer mode)",
            f"Median seconds over {args.repeats} interleaved rounds for the {len(y)} test samples; ratios per round, "
