@@ -82,19 +82,21 @@ def trained_ann(ds, dataset: str, epochs: int, seed: int):
 def trained_snn(label: str, method: str, ann, ds, ann_path: Path, T: int, epochs: int, images: int, seed: int,
                 options: dict):
     """The NIR graph of `method` trained from the ANN at T on the first `images` training images, from the cache
-    or trained; with the training's wall time in seconds."""
-    path = checkpoints() / f"{label}-{ann_path.stem}-T{T}-e{epochs}-n{images}.nir"
+    or trained; with the training's record (wall time in seconds, per-epoch history)."""
+    lr = f"-lr{options['lr']:g}" if "lr" in options else ""
+    path = checkpoints() / f"{label}-{ann_path.stem}-T{T}-e{epochs}-n{images}{lr}.nir"
     log = path.with_suffix(".json")   # training time and per-epoch history, measured when it was trained
     if path.exists() and log.exists():
-        return api.load(path), json.loads(log.read_text())["seconds"]
+        return api.load(path), json.loads(log.read_text())
     part = Dataset(ds.name, ds.train_x[:images], ds.train_y[:images], ds.test_x, ds.test_y, ds.num_classes)
     t0 = time.perf_counter()
     net = api.train_snn(copy.deepcopy(ann), part, method, T=T, epochs=epochs, seed=seed, **options)
     seconds = time.perf_counter() - t0
     graph = net.export(ds.input_shape, source=f"{method} T={T}, {epochs} epochs")
     write_nir(path, graph)
-    write_json(log, {"seconds": seconds, "history": net.history})
-    return graph, seconds
+    record = {"seconds": seconds, "history": net.history}
+    write_json(log, record)
+    return graph, record
 
 
 def conversion_sweep(ann, ds, out: Path, methods, args) -> tuple[dict, dict, float]:
@@ -137,8 +139,9 @@ def measure(label: str, graph, x, y, hws, correct: dict, device: str) -> list[di
 
 def merge(results: dict, trained: dict, correct: dict, ann_correct) -> dict:
     """The sweep's results with the trained SNNs' rows added, significance and Pareto fronts recomputed over all."""
-    for label, (rows, seconds) in trained.items():
-        results["methods"][label] = {"ann_accuracy": results["ann"]["accuracy"], "prepare_seconds": seconds}
+    for label, (rows, record) in trained.items():
+        results["methods"][label] = {"ann_accuracy": results["ann"]["accuracy"], "prepare_seconds": record["seconds"],
+                                     "history": record["history"]}
         results["energy"]["per_method"][label] = next(r.pop("report") for r in rows if r["T"] == 32)
         for r in rows:
             r.pop("report", None)
@@ -165,8 +168,10 @@ def main(argv=None) -> None:
     parser.add_argument("--snn-T", type=int, default=4, help="T the SNN training methods train at")
     parser.add_argument("--snn-epochs", type=int, default=1)
     parser.add_argument("--snn-images", type=int, default=20000, help="training images the SNN methods train on")
+    parser.add_argument("--joint-lr", type=float, default=None, help="joint-asnn's learning rate (default its own)")
     parser.add_argument("--snn-methods", nargs="*", default=list(TRAINED), choices=list(TRAINED))
     parser.add_argument("--ann-epochs", type=int, default=4)
+    parser.add_argument("--checkpoint", default=None, help="a spikeport lenet5 checkpoint to use as the ANN instead")
     parser.add_argument("--reuse-sweep", action="store_true", help="reuse the conversion sweep saved in --out")
     parser.add_argument("--limit", type=int, default=None, help="first N test images only (default all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -175,7 +180,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
     ds = load_dataset(args.dataset, seed=args.seed)
-    ann, ann_path = trained_ann(ds, args.dataset, args.ann_epochs, args.seed)
+    if args.checkpoint:
+        ann_path = Path(args.checkpoint)
+        ann, state = load_model(ann_path, input_shape=ds.input_shape)
+        recipe = (f"`{ann_path.name}` as given (`--augment {state.get('augment', 'none')}`, "
+                  f"{len(state.get('history', []))} epochs)")
+    else:
+        ann, ann_path = trained_ann(ds, args.dataset, args.ann_epochs, args.seed)
+        recipe = (f"`--augment {AUGMENT[args.dataset]}`, {args.ann_epochs} epochs, batch 128, seed {args.seed} (cached "
+                  f"as `{ann_path.name}`)")
     n = len(ds.test_x) if args.limit is None else min(args.limit, len(ds.test_x))
     x, y = ds.test_x[:n].numpy(), ds.test_y[:n].numpy()
     ann_correct = predict(ann, ds.test_x[:n]) == y
@@ -186,9 +199,11 @@ def main(argv=None) -> None:
     trained = {}
     for label in args.snn_methods:
         method, options = TRAINED[label]
-        graph, seconds = trained_snn(label, method, ann, ds, ann_path, args.snn_T, args.snn_epochs,
+        if label == "joint-asnn" and args.joint_lr is not None:
+            options = {**options, "lr": args.joint_lr}
+        graph, record = trained_snn(label, method, ann, ds, ann_path, args.snn_T, args.snn_epochs,
                                      min(args.snn_images, len(ds.train_x)), args.seed, options)
-        trained[label] = (measure(label, graph, x, y, hws, correct, "cpu"), seconds)
+        trained[label] = (measure(label, graph, x, y, hws, correct, "cpu"), record)
     results = merge(results, trained, correct, ann_correct)
     write_json(out / "all-results.json", results)
     accuracy = {(r["label"], r["T"]): r["accuracy"] for r in results["runs"]}
@@ -199,16 +214,19 @@ def main(argv=None) -> None:
     subset = "" if n == len(ds.test_x) else (
         f", {100 * results['ann']['accuracy']:.2f}% on the first {n} used here. NOT THE FULL TEST SET: the full "
         "run did not fit the time available on the shared machine; every figure below is on those images")
-    train_note = ", ".join(f"{label} {s / 60:.1f} min" for label, (_, s) in trained.items())
+    train_note = "; ".join(f"{label} {r['seconds'] / 60:.1f} min, last epoch: loss {r['history'][-1]['loss']:.3g}, "
+                           f"its own SNN test accuracy {100 * r['history'][-1]['snn_accuracy']:.2f}%"
+                           for label, (_, r) in trained.items())
     tuned = ", ".join(m for m in methods if get_method(m.split(":")[0]).train is not None)
     body = "\n\n".join([
         f"## Methods on {args.dataset}: lenet5, {n} test images, T = 1-64 (reference backend)",
-        f"Command: `{COMMAND} --dataset {args.dataset} --ann-epochs {args.ann_epochs} --method-epochs "
+        f"Command: `{COMMAND} --dataset {args.dataset} "
+        f"{f'--checkpoint {args.checkpoint}' if args.checkpoint else f'--ann-epochs {args.ann_epochs}'} --method-epochs "
         f"{args.method_epochs} --tune-images {args.tune_images} --snn-T {args.snn_T} --snn-epochs {args.snn_epochs} "
-        f"--snn-images {args.snn_images}{'' if args.limit is None else f' --limit {args.limit}'}`. "
+        f"--snn-images {args.snn_images}{'' if args.joint_lr is None else f' --joint-lr {args.joint_lr:g}'}"
+        f"{'' if args.limit is None else f' --limit {args.limit}'}`. "
         f"Machine: {machine()}, shared with 4 other engineers' jobs (wall times are upper bounds). ANN: lenet5, "
-        f"`--augment {AUGMENT[args.dataset]}`, {args.ann_epochs} epochs, batch 128, seed {args.seed} (cached as "
-        f"`{ann_path.name}`), test accuracy {100 * full_ann:.2f}% on all {len(ds.test_x)} test images{subset}. "
+        f"{recipe}, test accuracy {100 * full_ann:.2f}% on all {len(ds.test_x)} test images{subset}. "
         "Conversion methods that "
         f"fine-tune ({tuned}) do so for {args.method_epochs} epochs on the first "
         f"{min(args.tune_images, len(ds.train_x))} training images (rnl-ril: the last third of the epochs its stage "
@@ -216,7 +234,8 @@ def main(argv=None) -> None:
         f"epoch(s) at T={args.snn_T} on the first {min(args.snn_images, len(ds.train_x))} training images "
         f"(snn2ann: IF, reset to zero; joint-asnn: LIF; stbp-lif: a standard LIF SNN trained alone by STBP, Joint "
         f"A-SNN's Table 4 baseline); their graphs are then run at every T, and 'its ANN' is the ANN they start "
-        f"from. Training times: {train_note}. Conversion sweep (fine-tuning and simulation) {sweep_seconds / 60:.1f} "
+        f"from. Training (time; the trainer's own last-epoch figures on the full test set at T={args.snn_T}): "
+        f"{train_note}. Conversion sweep (fine-tuning and simulation) {sweep_seconds / 60:.1f} "
         f"min.",
         sweep_markdown(results).split("\n", 2)[2].replace("![accuracy vs T](accuracy_vs_T.png)", "")
         .replace(f"![accuracy vs energy on {TARGETS[0]}](pareto_{TARGETS[0]}.png)", "")
