@@ -115,16 +115,17 @@ def conversion_sweep(ann, ds, out: Path, methods, args) -> tuple[dict, dict, flo
     results = run_sweep(ann, tune, SweepConfig(out=out / "sweep", methods=methods, T_values=T_VALUES,
                                              method_epochs=args.method_epochs, seed=args.seed, progress=False,
                                              limit=args.limit, targets=TARGETS), correct=correct)
+    took = time.perf_counter() - t0
     write_with(saved, lambda f: np.savez_compressed(f, **{f"{k}|{T}": v for (k, T), v in correct.items()}))
-    write_json(seconds, {"seconds": time.perf_counter() - t0})
-    return results, correct, time.perf_counter() - t0
+    write_json(seconds, {"seconds": took})
+    return results, correct, took
 
 
-def measure(label: str, graph, x, y, hws, correct: dict, device: str) -> list[dict]:
+def measure(label: str, graph, x, y, hws, correct: dict) -> list[dict]:
     """Rows as the sweep writes them (accuracy, interval, spikes, energy per target) for `graph` at every T."""
     rows = []
     for T in T_VALUES:
-        run = backends.get("reference").run(graph, x, T, device=device)
+        run = backends.get("reference").run(graph, x, T)
         correct[label, T] = run.predictions == y
         hits = int(correct[label, T].sum())
         energy = {hw.name: energy_report(graph, run, hw, T, encoding="direct") for hw in hws}
@@ -203,7 +204,7 @@ def main(argv=None) -> None:
             options = {**options, "lr": args.joint_lr}
         graph, record = trained_snn(label, method, ann, ds, ann_path, args.snn_T, args.snn_epochs,
                                      min(args.snn_images, len(ds.train_x)), args.seed, options)
-        trained[label] = (measure(label, graph, x, y, hws, correct, "cpu"), record)
+        trained[label] = (measure(label, graph, x, y, hws, correct), record)
     results = merge(results, trained, correct, ann_correct)
     write_json(out / "all-results.json", results)
     accuracy = {(r["label"], r["T"]): r["accuracy"] for r in results["runs"]}
