@@ -75,7 +75,8 @@ def test_sweep_reports_intervals_paired_tests_and_the_pareto_front(tmp_path, dig
     """Intervals, McNemar counts and the front recomputed here from the runs and the ANN's own predictions."""
     from pipeline.reports.stats import wilson_interval
     cfg = SweepConfig(out=tmp_path, methods=("maxnorm", "robustnorm"), T_values=(1, 4, 16), progress=False, limit=90)
-    res = run_sweep(digits_model, digits, cfg, log=lambda *_: None)
+    correct: dict = {}
+    res = run_sweep(digits_model, digits, cfg, log=lambda *_: None, correct=correct)
     n = 90
     for row in res["runs"]:
         assert row["ci95"] == list(wilson_interval(round(row["accuracy"] * n), n))
@@ -86,6 +87,7 @@ def test_sweep_reports_intervals_paired_tests_and_the_pareto_front(tmp_path, dig
         snn_correct = backends.get("reference").run(graphs[entry["best"]], x, entry["T"]).predictions == y
         assert entry["vs_ann"]["a_only"] == int((snn_correct & ~ann_correct).sum())
         assert entry["vs_ann"]["b_only"] == int((~snn_correct & ann_correct).sum())
+        assert np.array_equal(correct[entry["best"], entry["T"]], snn_correct)   # what the caller receives
     for target in ("cmos45nm", "loihi"):
         front = res["pareto"][target]["front"]
         for point in front:   # nothing both more accurate and cheaper

@@ -75,17 +75,20 @@ class Variant:
         return cls(text, name, options)
 
 
-def run_sweep(ann, dataset, cfg: SweepConfig, log=print) -> dict:
+def run_sweep(ann, dataset, cfg: SweepConfig, log=print, correct: dict | None = None) -> dict:
     """Run every method at every T; write results.json, report.md, accuracy_vs_T.png and one .nir per method
     into `cfg.out` as one output set (complete or absent; a concurrent sweep into it is refused). Under torchrun
-    (process group initialised) every process must call it; processes other than 0 write nothing and return {}."""
+    (process group initialised) every process must call it; processes other than 0 write nothing and return {}.
+    A `correct` dict, when given, receives each (label, T)'s per-image correctness (bool array) for the caller's
+    paired tests."""
+    correct = {} if correct is None else correct
     if world()[0] != 0:
-        return _sweep_into(None, ann, dataset, cfg, lambda *_: None)
+        return _sweep_into(None, ann, dataset, cfg, lambda *_: None, correct)
     with output_set(cfg.out, OUTPUTS, "sweep") as out:
-        return _sweep_into(out, ann, dataset, cfg, log)
+        return _sweep_into(out, ann, dataset, cfg, log, correct)
 
 
-def _sweep_into(out: Path | None, ann, dataset, cfg: SweepConfig, log) -> dict:
+def _sweep_into(out: Path | None, ann, dataset, cfg: SweepConfig, log, correct: dict) -> dict:
     variants = [Variant.parse(m) for m in cfg.methods]
     n = len(dataset.test_x) if cfg.limit is None else min(cfg.limit, len(dataset.test_x))
     x, y = dataset.test_x[:n].numpy(), dataset.test_y[:n].numpy()
@@ -100,7 +103,7 @@ def _sweep_into(out: Path | None, ann, dataset, cfg: SweepConfig, log) -> dict:
         g.metadata = with_encoding(g.metadata, encoding)
         return g
 
-    rows, models, energy, correct = [], {}, {}, {}
+    rows, models, energy = [], {}, {}
     hws = [load_hwconfig(t) for t in cfg.targets]
     ann_energy = {}
     nir_T = cfg.nir_T if cfg.nir_T in cfg.T_values else cfg.T_values[-1]
