@@ -49,16 +49,25 @@ def test_lif_network_from_train_snn_spike_for_spike(digits, lif_digits):
     assert all(ref.spikes[n].any() for n in lifs)
 
 
-def converted_cifar(name: str):
-    """A seeded, untrained zoo model converted with maxnorm and reset to zero on synthetic-cifar, quantized to
-    8-bit loihi2 (the output range from 16 samples)."""
+def cifar_graph(name: str):
+    """synthetic-cifar and a seeded, untrained zoo model on it converted with maxnorm and reset to zero."""
     data = load_dataset("synthetic-cifar", seed=0)
     torch.manual_seed(0)
     model = build_model(name, data.input_shape, data.num_classes).eval()
-    graph = convert(model, data.input_shape, data.train_x[:64], method="maxnorm", reset="zero")
+    return data, convert(model, data.input_shape, data.train_x[:64], method="maxnorm", reset="zero")
+
+
+def quantized(graph, data):
+    """`graph` quantized to 8-bit loihi2 (the output range from 16 samples), and one test sample."""
     calib = data.train_x[:64].numpy()
     q = quantize(graph, "loihi2", calib, peak=output_peak(graph, calib, calib_T=8, calib_samples=16)).graph
     return q, data.test_x[:1].numpy()
+
+
+def converted_cifar(name: str):
+    """The converted zoo model `name`, quantized, and one test sample."""
+    data, graph = cifar_graph(name)
+    return quantized(graph, data)
 
 
 @pytest.mark.slow
@@ -79,10 +88,7 @@ def vgg16_head(blocks: int = 2):
     fixed-point Conv calls scipy once per channel pair per step: about 1.6 million calls a step for VGG-16)."""
     import nir
     from backends.graph import analyse
-    data = load_dataset("synthetic-cifar", seed=0)
-    torch.manual_seed(0)
-    model = build_model("vgg16", data.input_shape, data.num_classes).eval()
-    graph = convert(model, data.input_shape, data.train_x[:64], method="maxnorm", reset="zero")
+    data, graph = cifar_graph("vgg16")
     view = analyse(graph)
     pools = [n for n in view.order if isinstance(view.node(n), nir.AvgPool2d)]
     keep = view.order[:view.order.index(pools[blocks - 1]) + 1]
@@ -95,10 +101,7 @@ def vgg16_head(blocks: int = 2):
                  readout=nir.I(r=np.ones(10, np.float32)), output=nir.Output(output_type={"output": np.array([10])}))
     edges = [e for e in graph.edges if e[0] in keep and e[1] in keep]
     edges += [(keep[-1], "flatten"), ("flatten", "fc"), ("fc", "readout"), ("readout", "output")]
-    head = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False, metadata=graph.metadata)
-    calib = data.train_x[:64].numpy()
-    q = quantize(head, "loihi2", calib, peak=output_peak(head, calib, calib_T=8, calib_samples=16)).graph
-    return q, data.test_x[:1].numpy()
+    return quantized(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False, metadata=graph.metadata), data)
 
 
 @pytest.mark.slow
