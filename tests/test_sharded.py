@@ -73,14 +73,22 @@ def test_two_gloo_processes_equal_one_process(tmp_path, digits, digits_graphs):
         np.testing.assert_array_equal(gathered[name], counts)
 
 
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    """Two processes under torchrun on a free port (`--standalone`: the default 29500 may be taken on a shared CI
+    host); a failure shows the processes' stderr."""
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *args], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, f"torchrun exited {run.returncode}:\n{run.stderr[-4000:]}"
+    return run
+
+
 @pytest.mark.slow
 def test_torchrun_simulate_prints_the_single_process_numbers(tmp_path, digits_graphs):
     nir_path = pipeline.save(digits_graphs["robustnorm"], tmp_path / "model.nir")
     args = ["-m", "pipeline.cli", "simulate", str(nir_path), "--T", "4", "16", "--quiet"]
     single = subprocess.run([sys.executable, *args, "--json", str(tmp_path / "one.json")], cwd=ROOT,
                             capture_output=True, text=True, check=True)
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args,
-                          "--json", str(tmp_path / "two.json")], cwd=ROOT, capture_output=True, text=True, check=True)
+    two = _torchrun(*args, "--json", str(tmp_path / "two.json"))
     strip = [line.rsplit(",", 1)[0] for line in single.stdout.splitlines()]   # all but the seconds
     assert [line.rsplit(",", 1)[0] for line in two.stdout.splitlines()] == strip and len(strip) == 2
     runs = [json.loads((tmp_path / f"{name}.json").read_text())["runs"] for name in ("one", "two")]
@@ -107,8 +115,7 @@ def test_torchrun_sweep_writes_the_single_process_results(tmp_path):
             "--quiet"]
     single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], cwd=ROOT, capture_output=True,
                             text=True, check=True)
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *args, "--out",
-                          str(tmp_path / "two")], cwd=ROOT, capture_output=True, text=True, check=True)
+    two = _torchrun(*args, "--out", str(tmp_path / "two"))
     assert two.stdout.replace("two", "one") == single.stdout and len(single.stdout.splitlines()) == 5
     one, both = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
     assert one["samples"] == 360 and len(one["runs"]) == 4
