@@ -323,9 +323,9 @@ def cmd_simulate(args) -> int:
     from pipeline.io.atomic import write_json
     from pipeline.io.provenance import provenance
     from pipeline.training import distributed
+    graph = api.load(args.model_nir, convention=args.convention)   # forks its HDF5 parser before gloo starts threads
     distributed.init_from_env("cpu")   # under torchrun (gloo) each process runs a share of the samples
     first = distributed.world()[0] == 0
-    graph = api.load(args.model_nir, convention=args.convention)
     _, x, y = _test_data(args, graph)
     rows = []
     for T in args.T:
