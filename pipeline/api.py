@@ -237,10 +237,10 @@ def quantize(graph, calibration_data, *, target: str | Path = "loihi2", weight_b
 def deploy(graph, calibration_data, inputs, labels, out: str | Path, *, target: str | Path = "loihi2", T: int = 32,
            progress: bool = False, encoding: str | None = None, seed: int = 0) -> Bundle:
     """Quantize for `target`, map to cores, measure float vs fixed-point accuracy on (inputs, labels) at `T`
-    and write the bundle (model.q.nir, resources.json, report.md/json, model.net where netx can express it)
-    into folder `out`. Under a spike `encoding` (default: the graph's) the inputs are encoded (`encoded`), and
-    the input format is calibrated on the first CALIBRATION_SPIKE_SAMPLES calibration samples encoded for the
-    quantizer's T = 32."""
+    and write the bundle (model.q.nir, resources.json, report.md/json, model.net where lava-dl's netx can run the
+    network: from the target's integers, else from the netx-targeted quantization model.netx.q.nir) into `out`.
+    Under a spike `encoding` (default: the graph's) the inputs are encoded (`encoded`), and the input format is
+    calibrated on the first CALIBRATION_SPIKE_SAMPLES calibration samples encoded for the quantizer's T = 32."""
     from pipeline.hardware.deploy import deploy as _deploy
     from pipeline.hardware.quantize import CALIBRATION_T
     graph = _graph(graph)

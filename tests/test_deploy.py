@@ -75,6 +75,25 @@ def test_netx_export_names_why_it_cannot_run_the_quantized_digits_cnn(digits, di
         assert odd > 0 and f"node {neuron!r}: bias" in note and f"{odd} of {len(per_channel)} biases" in note
 
 
+def test_quantize_netx_option_gives_integers_netx_holds(tmp_path, digits_graphs):
+    """`spikeport quantize --netx` on the digits CNN converted with reset to zero: every weight exponent 0, dense
+    mantissas inside [-256, 254], every bias a multiple of 2^6 v units, and the netx export accepts the file."""
+    from backends import fixedpoint as fx
+    from backends.graph import analyse
+    from backends.netx import export_quantized
+    model = write_nir(tmp_path / "m.nir", digits_graphs["maxnorm-zero"])
+    assert main(["quantize", str(model), "--target", "loihi2", "--netx", "-o", str(tmp_path / "q.nir"), "--quiet"]) == 0
+    q = read_graph(tmp_path / "q.nir")
+    assert q.metadata["spikeport"]["fixed_point"]["target"] == "loihi2 (netx formats)"
+    assert {fx.weights(n, q.nodes[n]).exp for n in ("conv1", "conv2", "fc")} == {0}
+    fc = fx.weights("fc", q.nodes["fc"]).m
+    assert -256 <= fc.min() and fc.max() <= 254
+    view = analyse(q)
+    for neuron in ("relu1", "relu2", "integrator"):
+        assert not np.any(np.mod(fx.layer_params(view, neuron).bias, 64)), neuron
+    export_quantized(q, io.BytesIO())
+
+
 def _assert_netx_file_runs_like_the_reference(graph_path, netx_path, x, T: int, layers) -> None:
     """lava-dl's own netx.hdf5.Network running `netx_path` on the quantized graph's integer input gives the
     reference fixed-point mode's spikes in every layer at every step and its outputs (the same integers, each

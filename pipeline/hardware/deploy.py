@@ -16,7 +16,7 @@ from backends.netx import export_quantized
 from backends.netx.writer import plan_quantized
 from pipeline.io.atomic import output_set, write_json, write_nir, write_text, write_with
 from pipeline.hardware.hwconfig import HwConfig, load_hwconfig
-from pipeline.hardware.quantize import NETX_FORMATS, Quantized, output_peak, quantize
+from pipeline.hardware.quantize import NETX_FORMATS, Quantized, QuantizeError, output_peak, quantize
 from pipeline.io.render import markdown_table
 from pipeline.hardware.resources import resource_map
 
@@ -48,14 +48,24 @@ def accuracy_sweep(graph: nir.NIRGraph, hw: HwConfig, calib_x, x, y, T: int, bit
     quantized: dict[int | str, Quantized] = {b: quantize(graph, hw, calib_x, weight_bits=b, peak=peak) for b in bits
                                              if b <= hw.fixed_point_formats()["weight_bits"]}
     if netx and netx_refusal(quantized[max(quantized)].graph) is not None:
-        targeted = quantize(graph, hw, calib_x, peak=peak, netx=True)
-        if netx_refusal(targeted.graph) is None:
+        targeted = _netx_targeted(graph, hw, calib_x, peak)
+        if targeted is not None:
             quantized["netx"] = targeted
     for key, q in quantized.items():
         run = ref.run(q.graph, x, T, fixed_point=True, progress=progress)
         rows.append({"weights": NETX_ROW if key == "netx" else f"{key}-bit", "accuracy": run.accuracy(y),
                      "agreement": run.agreement(float_run), "spikes_per_sample": run.spikes_per_sample})
     return rows, quantized
+
+
+def _netx_targeted(graph: nir.NIRGraph, hw: HwConfig, calib_x, peak: float) -> Quantized | None:
+    """`graph` quantized to netx's formats when lava-dl's netx runs those integers bit for bit, else None (the
+    report then gives the target's integers' refusal, which names what netx lacks)."""
+    try:
+        q = quantize(graph, hw, calib_x, peak=peak, netx=True)
+    except QuantizeError:
+        return None
+    return q if netx_refusal(q.graph) is None else None
 
 
 def netx_refusal(graph: nir.NIRGraph) -> str | None:
@@ -127,7 +137,8 @@ def _netx_markdown(netx: dict) -> str:
         return f"{netx['path']}: the quantized graph's own integers, which lava-dl's netx runs bit for bit."
     return (f"{netx['path']}: the netx-targeted quantization {netx['graph']} (row '{NETX_ROW}' above: weight "
             "exponent 0, biases in whole activation units), which lava-dl's netx runs bit for bit as the reference "
-            f"fixed-point mode runs that file (`spikeport simulate model.netx.q.nir --backend reference`). {netx['why']}")
+            "fixed-point mode runs that file (`spikeport simulate model.netx.q.nir --backend reference`). "
+            f"{netx['why']}")
 
 
 def _markdown(report: dict, resources_md: str) -> str:
