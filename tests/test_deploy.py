@@ -40,7 +40,8 @@ def test_quantize_and_deploy_commands(tmp_path, digits, digits_graphs, capsys):
     assert [layer["neurons"] for layer in resources["layers"]] == [16 * 8 * 8, 32 * 4 * 4, 10]
     text = (out / "report.md").read_text()
     assert "loihi2 publishes no per-operation energies" in text
-    assert "no lava-dl netx HDF5 written" in text
+    assert "no lava-dl netx HDF5 written" in text and "node 'relu1': reset 'subtract'" in text
+    assert "spikeport quantize --netx" not in text   # reset by subtraction: no integers make it netx's neuron
 
 
 def test_deploy_to_a_float_target_is_one_clear_line(tmp_path, digits_graphs, capsys):
@@ -63,6 +64,7 @@ def test_netx_export_names_why_it_cannot_run_the_quantized_digits_cnn(digits, di
     with pytest.raises(backends.Unsupported, match="^netx cannot run the quantized integers bit for bit") as err:
         export_quantized(q, io.BytesIO())
     note = str(err.value)
+    assert note.endswith("; integers quantized to netx's formats (`spikeport quantize --netx`) have one")
     exps = {n: fx.weights(n, q.nodes[n]).exp for n in ("conv1", "conv2", "fc")}
     assert exps["conv1"] < 0 and f"node 'conv1': weight exponent {exps['conv1']}" in note
     assert "'conv2': weight exponent" not in note

@@ -1,4 +1,4 @@
-"""`spikeport deploy`: a deployment bundle for a fixed-point target -- the quantized NIR graph, its resource
+"""`spikeport deploy`: a deployment bundle for a fixed-point target -- the quantized NIR graph, its resource map,
 a lava-dl netx file and an accuracy/energy report (quantized vs float per weight bit width) in one output folder.
 
 Accuracy of a quantized graph is measured in the reference simulator's fixed-point mode, which is bit-exact
