@@ -5,9 +5,10 @@ Run: .venv/bin/python -m benchmarks.deploy_networks  (writes the 'deploy-network
 Networks: the digits CNN (10 epochs, maxnorm, reset to zero), a LIF net from `train-snn --method stbp --neuron lif`
 (digits, 1 epoch), and seeded untrained ResNet-20 and VGG-16 converted with maxnorm (reset to zero) on
 synthetic-cifar (no CIFAR data on this machine: their accuracy is chance; agreement with float is what they show).
-Each is quantized with `pipeline.hardware.quantize` per weight width and run in the reference simulator's
-fixed-point mode; the 8-bit graph is mapped to cores (`resource_map`) and run on Lava's fixed_pt models for a few
-samples, compared spike for spike with the reference, and timed.
+Each is quantized with `pipeline.hardware.quantize` per weight width (and to netx's formats where deploy would
+write model.net from those) and run in the reference simulator's fixed-point mode; the 8-bit graph is mapped to
+cores (`resource_map`) and run on Lava's fixed_pt models for a few samples, compared spike for spike with the
+reference, and timed.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pipeline.api import train_snn
 from pipeline.conversion.registry import convert
 from pipeline.data.datasets import load_dataset
 from pipeline.data.zoo import build_model
-from pipeline.hardware.deploy import accuracy_sweep
+from pipeline.hardware.deploy import NETX_ROW, accuracy_sweep, netx_refusal
 from pipeline.hardware.hwconfig import load_hwconfig
 from pipeline.hardware.resources import resource_map
 from pipeline.io.render import markdown_table
@@ -83,9 +84,9 @@ def main(argv=None) -> None:
     parser.add_argument("--no-lava-cifar", action="store_true", help="skip the ResNet-20 Lava run (about 70 s)")
     args = parser.parse_args(argv)
     hw = load_hwconfig(args.target)
-    rows = []
+    rows, refusals = [], []
     for name, graph, calib, x, y, T, lava_n in networks(not args.no_lava_cifar):
-        sweep, quantized = accuracy_sweep(graph, hw, calib, x, y, T, BITS)
+        sweep, quantized = accuracy_sweep(graph, hw, calib, x, y, T, BITS, netx=True)
         res = resource_map(quantized[8].graph, hw)
         wall, parity = lava_timing(quantized[8].graph, x[:lava_n], T)
         row = {"net": name, "samples": f"{len(x)}, T={T}", "neurons": sum(layer.neurons for layer in res.layers),
@@ -93,10 +94,15 @@ def main(argv=None) -> None:
                "lava": wall, "parity": parity}
         for s in sweep:
             row[s["weights"]] = f"{100 * s['accuracy']:.1f}% ({100 * s['agreement']:.0f}%)"
+        if "netx" not in quantized:
+            refusal = netx_refusal(quantized[8].graph)
+            row[NETX_ROW] = "= 8-bit" if refusal is None else "refused"
+            refusals.append(f"{name}: {refusal.split(' (and ')[0]}" if refusal else "")
         rows.append(row)
         print(row, flush=True)
     table = markdown_table(rows, [("net", "network"), ("samples", "test samples"), ("float", "float"),
-                                  *[(f"{b}-bit", f"{b}-bit") for b in BITS], ("neurons", "neurons"),
+                                  *[(f"{b}-bit", f"{b}-bit") for b in BITS], (NETX_ROW, NETX_ROW),
+                                  ("neurons", "neurons"),
                                   ("synapses", "synapses"), ("cores", "cores"), ("chips", "chips"),
                                   ("lava", "Lava wall time / sample"), ("parity", "Lava vs reference")])
     body = "\n\n".join([
@@ -111,6 +117,12 @@ def main(argv=None) -> None:
         "equal the reference's. VGG-16 was not run on Lava: Lava's fixed-point Conv process convolves with scipy "
         "once per channel pair per step (about 1.6 million calls per step for VGG-16); one sample at T = 4 had not "
         "finished after 15 minutes on this shared machine.",
+        f"{NETX_ROW}: the netx-targeted quantization (`quantize(..., netx=True)`: weight exponent 0, 8-bit "
+        "mantissas, biases in whole activation units) that `spikeport deploy` writes as model.net when the "
+        "target's own integers are no netx form, which lava-dl's netx runs bit for bit "
+        "(tests/test_deploy.py::test_deploy_writes_a_netx_targeted_model_net_for_the_digits_cnn); '= 8-bit' where "
+        "netx runs the 8-bit integers themselves, 'refused' where it runs neither (first reason, "
+        "`backends.netx.writer.plan_quantized`): " + "; ".join(r for r in refusals if r) + ".",
         table, NXTF,
         "Our CIFAR-shaped nets fill a fraction of one Loihi 2 chip (128 cores), so a utilisation figure "
         "like NxTF's multi-chip 80% does not apply; the core counts above assume every core holds at most "

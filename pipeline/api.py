@@ -220,26 +220,27 @@ def energy(graph, inputs=None, *, run: RunResult | None = None, target: str | Pa
 
 
 def quantize(graph, calibration_data, *, target: str | Path = "loihi2", weight_bits: int | None = None,
-             input_bits: int = 8, payload_bits: int = 8) -> Quantized:
+             input_bits: int = 8, payload_bits: int = 8, netx: bool = False) -> Quantized:
     """`graph` in `target`'s fixed-point formats (integer mantissas, shared exponents in the NIR metadata);
     `calibration_data` (input samples) sets the input and output ranges. `.graph` is the quantized NIRGraph,
-    `.layers` the per-layer exponents and clipping."""
+    `.layers` the per-layer exponents and clipping. `netx` lays lava-dl netx's formats over the target's
+    (pipeline.hardware.quantize.NETX_FORMATS), so that `backends.netx.export_quantized` can write the integers."""
     from pipeline.hardware.quantize import quantize as _quantize
     graph = _graph(graph)
     x = checks.inputs_for(graph, _samples(calibration_data, "calibration_data"), what="calibration_data")
     if weight_bits is not None:
         checks.positive_int("weight_bits", weight_bits)
     return _quantize(graph, target, x, weight_bits=weight_bits, input_bits=checks.positive_int("input_bits", input_bits),
-                     payload_bits=checks.positive_int("payload_bits", payload_bits))
+                     payload_bits=checks.positive_int("payload_bits", payload_bits), netx=bool(netx))
 
 
 def deploy(graph, calibration_data, inputs, labels, out: str | Path, *, target: str | Path = "loihi2", T: int = 32,
            progress: bool = False, encoding: str | None = None, seed: int = 0) -> Bundle:
     """Quantize for `target`, map to cores, measure float vs fixed-point accuracy on (inputs, labels) at `T`
-    and write the bundle (model.q.nir, resources.json, report.md/json, model.net where netx can express it)
-    into folder `out`. Under a spike `encoding` (default: the graph's) the inputs are encoded (`encoded`), and
-    the input format is calibrated on the first CALIBRATION_SPIKE_SAMPLES calibration samples encoded for the
-    quantizer's T = 32."""
+    and write the bundle (model.q.nir, resources.json, report.md/json, model.net where lava-dl's netx can run the
+    network: from the target's integers, else from the netx-targeted quantization model.netx.q.nir) into `out`.
+    Under a spike `encoding` (default: the graph's) the inputs are encoded (`encoded`), and the input format is
+    calibrated on the first CALIBRATION_SPIKE_SAMPLES calibration samples encoded for the quantizer's T = 32."""
     from pipeline.hardware.deploy import deploy as _deploy
     from pipeline.hardware.quantize import CALIBRATION_T
     graph = _graph(graph)

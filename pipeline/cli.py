@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-bits", type=_positive, default=None, help="weight mantissa bits (default: the target's)")
     p.add_argument("--input-bits", type=_positive, default=8, help="integer width of the direct input")
     p.add_argument("--payload-bits", type=_positive, default=8, help="integer width of graded spike payloads")
+    p.add_argument("--netx", action="store_true", help="lay lava-dl netx's formats over the target's (weight exponent "
+                   "0, biases in whole activation units) so netx runs the integers bit for bit")
     _add_data_args(p)
 
     p = sub.add_parser("deploy", parents=[common], help="quantized NIR, resource map and accuracy/energy report "
@@ -472,7 +474,7 @@ def cmd_quantize(args) -> int:
     ds = _dataset(args)
     checks.graph_for_dataset(graph, ds)
     q = api.quantize(graph, ds.train_x, target=args.target, weight_bits=args.weight_bits, input_bits=args.input_bits,
-                     payload_bits=args.payload_bits)
+                     payload_bits=args.payload_bits, netx=args.netx)
     for name, layer in q.layers.items():
         print(f"{name}: {layer['weight_bits']}-bit mantissas in [{layer['mantissa_min']}, {layer['mantissa_max']}], "
               f"exponent {layer['weight_exp']}, {layer['clipped']} clipped")

@@ -40,7 +40,8 @@ def test_quantize_and_deploy_commands(tmp_path, digits, digits_graphs, capsys):
     assert [layer["neurons"] for layer in resources["layers"]] == [16 * 8 * 8, 32 * 4 * 4, 10]
     text = (out / "report.md").read_text()
     assert "loihi2 publishes no per-operation energies" in text
-    assert "no lava-dl netx HDF5 written" in text
+    assert "no lava-dl netx HDF5 written" in text and "node 'relu1': reset 'subtract'" in text
+    assert "spikeport quantize --netx" not in text   # reset by subtraction: no integers make it netx's neuron
 
 
 def test_deploy_to_a_float_target_is_one_clear_line(tmp_path, digits_graphs, capsys):
@@ -63,6 +64,7 @@ def test_netx_export_names_why_it_cannot_run_the_quantized_digits_cnn(digits, di
     with pytest.raises(backends.Unsupported, match="^netx cannot run the quantized integers bit for bit") as err:
         export_quantized(q, io.BytesIO())
     note = str(err.value)
+    assert note.endswith("; integers quantized to netx's formats (`spikeport quantize --netx`) have one")
     exps = {n: fx.weights(n, q.nodes[n]).exp for n in ("conv1", "conv2", "fc")}
     assert exps["conv1"] < 0 and f"node 'conv1': weight exponent {exps['conv1']}" in note
     assert "'conv2': weight exponent" not in note
@@ -75,28 +77,82 @@ def test_netx_export_names_why_it_cannot_run_the_quantized_digits_cnn(digits, di
         assert odd > 0 and f"node {neuron!r}: bias" in note and f"{odd} of {len(per_channel)} biases" in note
 
 
+def test_quantize_netx_option_gives_integers_netx_holds(tmp_path, digits_graphs):
+    """`spikeport quantize --netx` on the digits CNN converted with reset to zero: every weight exponent 0, dense
+    mantissas inside [-256, 254], every bias a multiple of 2^6 v units, and the netx export accepts the file."""
+    from backends import fixedpoint as fx
+    from backends.graph import analyse
+    from backends.netx import export_quantized
+    model = write_nir(tmp_path / "m.nir", digits_graphs["maxnorm-zero"])
+    assert main(["quantize", str(model), "--target", "loihi2", "--netx", "-o", str(tmp_path / "q.nir"), "--quiet"]) == 0
+    q = read_graph(tmp_path / "q.nir")
+    assert q.metadata["spikeport"]["fixed_point"]["target"] == "loihi2 (netx formats)"
+    assert {fx.weights(n, q.nodes[n]).exp for n in ("conv1", "conv2", "fc")} == {0}
+    fc = fx.weights("fc", q.nodes["fc"]).m
+    assert -256 <= fc.min() and fc.max() <= 254
+    view = analyse(q)
+    for neuron in ("relu1", "relu2", "integrator"):
+        assert not np.any(np.mod(fx.layer_params(view, neuron).bias, 64)), neuron
+    export_quantized(q, io.BytesIO())
+
+
+def _assert_netx_file_runs_like_the_reference(graph_path, netx_path, x, T: int, layers) -> None:
+    """lava-dl's own netx.hdf5.Network running `netx_path` on the quantized graph's integer input gives the
+    reference fixed-point mode's spikes in every layer at every step and its outputs (the same integers, each
+    side scaling them to floats in its own order)."""
+    from backends import fixedpoint as fx
+    from backends.graph import analyse
+    from backends.netx.backend import run_file
+    q = read_graph(graph_path)
+    fmt = fx.input_format(q)
+    ref = backends.get("reference").run(q, x, T, fixed_point=True, record=True)
+    ints = fx.quantize_input(x, float(fmt["input_scale"]), int(fmt["input_bits"]), bool(fmt["input_signed"]))
+    netx = run_file(netx_path, ints, T, record=True)
+    assert set(netx.spikes) == set(ref.spikes) == set(layers)
+    for layer in layers:
+        assert ref.spikes[layer].any(), f"{layer} must spike for this to test"
+        assert np.array_equal(netx.spikes[layer], ref.spikes[layer]), layer
+    step = fx.output_unit(analyse(q))
+    np.testing.assert_array_equal(np.rint(netx.outputs / step), np.rint(ref.outputs.reshape(len(x), -1) / step))
+    np.testing.assert_allclose(netx.outputs / step, np.rint(netx.outputs / step), rtol=0, atol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.lava
 def test_deploy_model_net_runs_bit_for_bit_on_lavadl_netx(tmp_path):
     """A CNN whose loihi2 integers netx can hold (exponents >= 0, dense weights within [-256, 254], biases in
-    multiples of 2^6): deploy writes model.net, and lava-dl's own netx.hdf5.Network fed with the graph's integer
-    input gives the reference fixed-point mode's spikes in every layer at every step."""
-    from backends import fixedpoint as fx
-    from backends.netx.backend import run_file
+    multiples of 2^6): deploy writes model.net from them, and lava-dl's own netx.hdf5.Network fed with the graph's
+    integer input gives the reference fixed-point mode's spikes in every layer at every step."""
     from pipeline.hardware.deploy import deploy
     from tests.graphs import netx_exact_cnn
     rng = np.random.default_rng(3)
     x = rng.uniform(0, 1, (64, 1, 6, 6)).astype(np.float32)
     T, n = 48, 3
     bundle = deploy(netx_exact_cnn(rng), "loihi2", tmp_path / "b", x, x[:n], np.zeros(n, int), T=T)
-    q = read_graph(bundle.files["graph"])
-    fmt = fx.input_format(q)
-    ref = backends.get("reference").run(q, x[:n], T, fixed_point=True, record=True)
-    ints = fx.quantize_input(x[:n], float(fmt["input_scale"]), int(fmt["input_bits"]), bool(fmt["input_signed"]))
-    netx = run_file(bundle.files["netx"], ints, T, record=True)
-    for layer in ("if1", "if2", "if3"):
-        assert ref.spikes[layer].any(), f"{layer} must spike for this to test"
-        assert np.array_equal(netx.spikes[layer], ref.spikes[layer]), layer
+    assert "netx_graph" not in bundle.files and [r["weights"] for r in bundle.accuracy][-1] == "2-bit"
+    _assert_netx_file_runs_like_the_reference(bundle.files["graph"], bundle.files["netx"], x[:n], T,
+                                              ("if1", "if2", "if3"))
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_deploy_writes_a_netx_targeted_model_net_for_the_digits_cnn(tmp_path, digits, digits_graphs):
+    """The digits CNN converted with reset to zero, whose loihi2 integers netx cannot hold (see the test above):
+    deploy quantizes it again to netx's formats, writes that graph as model.netx.q.nir, measures it as the row
+    '8-bit netx' and writes model.net from it; lava-dl's own netx.hdf5.Network gives the reference fixed-point
+    mode's spikes in both IF layers at every step and its readout, on 6 test samples at T = 16."""
+    from pipeline.hardware.deploy import deploy
+    T, n = 16, 6
+    x, y = digits.test_x[:n].numpy(), digits.test_y[:n].numpy()
+    bundle = deploy(digits_graphs["maxnorm-zero"], "loihi2", tmp_path / "b", digits.train_x.numpy(), x, y, T=T)
+    assert bundle.report["netx"]["why"].startswith("loihi2's own integers: netx cannot run the quantized integers")
+    row = bundle.accuracy[-1]
+    assert row["weights"] == "8-bit netx"
+    targeted = read_graph(bundle.files["netx_graph"])
+    assert row["accuracy"] == backends.get("reference").run(targeted, x, T, fixed_point=True).accuracy(y)
+    assert "model.netx.q.nir" in bundle.files["report"].read_text()
+    _assert_netx_file_runs_like_the_reference(bundle.files["netx_graph"], bundle.files["netx"], x, T,
+                                              ("relu1", "relu2"))
 
 
 def test_simulate_runs_a_quantized_file_in_integers_on_the_reference(tmp_path, digits, digits_graphs):

@@ -112,3 +112,32 @@ def test_unsupported_nodes_and_formats_are_named():
         quantize(g, "loihi2", np.ones((4, 2)), weight_bits=9)
     with pytest.raises(Exception, match="formats.weight_bits"):
         quantize(g, "cmos45nm", np.ones((4, 2)))
+
+
+def test_netx_formats_by_hand():
+    """`quantize(..., netx=True)` on Input(2) -> fc1 -> IF(θ 1, reset to 0) -> fc2 -> I, input calibrated to max 1
+    (unit 1/255), readout peak 10, worked by hand. Each layer's unit is the largest of: θ / 2^14 (spiking), the
+    readout's range max(L1 1.5, 2 x peak 10) / 2^17, the weights' max|w| x unit_in / 127 (exponent 0) and the
+    biases' max|b| / 4095 (13-bit mantissa at netx's fixed bias_exp 6), so:
+    fc1: θ/2^14 = 6.10e-5, 1/255/127 = 3.09e-5, 0.5/4095 = 1.22e-4 -> unit 0.5/4095: vth 8190, m = round(w 8190/255)
+    = [[16, -8], [32, 4]], biases round(b 8190) = [2457, -4095] units (<< 6 in v);
+    fc2: 20/2^17 = 1.53e-4, 1/127, 0.25/4095 -> unit 1/127: m = round(w 127) = [[64, -127]] (63.5 to even), bias 32.
+    netx holds them as they are (export plan); loihi2's own formats give fc2 m << 6 beyond [-256, 254]."""
+    from backends.graph import analyse
+    from backends.netx.layout import NEVER_FIRES
+    from backends.netx.writer import plan_quantized
+    graph = mlp([[0.5, -0.25], [1.0, 0.125]], [0.3, -0.5], [[0.5, -1.0]], [0.25], reset="zero")
+    calib = np.array([[1.0, 0.0], [0.2, 0.7]])
+    q = quantize(graph, "loihi2", calib, peak=10.0, netx=True)
+    assert [q.layers[n]["weight_exp"] for n in ("fc1", "fc2")] == [0, 0]
+    assert q.graph.metadata["spikeport"]["fixed_point"]["target"] == "loihi2 (netx formats)"
+    layers = plan_quantized(q.graph).layers
+    assert layers[0].weight.tolist() == [[16, -8], [32, 4]] and layers[0].bias.tolist() == [2457, -4095]
+    assert layers[0].v_th_mant == 8190
+    assert layers[1].weight.tolist() == [[64, -127]] and layers[1].bias.tolist() == [32]
+    assert layers[1].v_th_mant == NEVER_FIRES
+    view = analyse(q.graph)
+    assert fx.layer_params(view, "if1").bias.tolist() == [2457 * 64, -4095 * 64]
+    chip = quantize(graph, "loihi2", calib, peak=10.0)
+    with pytest.raises(backends.Unsupported, match=r"node 'fc2': weights m << 6 span"):
+        plan_quantized(chip.graph)

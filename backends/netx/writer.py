@@ -203,11 +203,12 @@ def plan_quantized(graph: nir.NIRGraph) -> Plan:
     W to [-256, 254]); its neurons take bias_mant << 6 and vThMant << 6. So weight mantissas m with exponent
     E >= 0 are written as m << E and the thresholds and biases as they are; Loihi's E < 0 (each step's sum
     shifted right by -E bits, dropping them), dense weights m << E outside [-256, 254] and biases that are no
-    multiple of 2^6 have no netx form."""
+    multiple of 2^6 have no netx form; when those are all, the message points to the netx-targeted quantization."""
     view, scale_node, pairs = _chain(graph)
     input_unit = float(fx.input_format(graph)["input_scale"])
     payload = 1
     problems: list[str] = []
+    semantic = 0      # problems that no choice of integers removes (reset, v(0), thresholds within a layer)
     if scale_node is not None:
         node = view.node(scale_node)
         values = np.unique(fx.to_integer(f"node {scale_node!r} scale", node.scale,
@@ -228,12 +229,15 @@ def plan_quantized(graph: nir.NIRGraph) -> Plan:
                             "[-256, 254] lava-dl's optimize_weight_bits keeps for a dense layer")
         if p.kind == "IF" and p.reset != "zero":
             problems.append(f"node {neuron!r}: reset {p.reset!r} (netx's CUBA neurons reset to 0 on v > vThMant)")
+            semantic += 1
         if np.any(p.v_reset) or np.any(p.v_init):
             problems.append(f"node {neuron!r}: v_reset or v(0) != 0 (netx's CUBA neurons start at and reset to 0)")
+            semantic += 1
         vth = np.unique(p.vth)
         if p.kind == "IF" and len(vth) != 1:
             problems.append(f"node {neuron!r}: thresholds vary ({vth.min()}..{vth.max()}); netx has one vThMant "
                             "per layer")
+            semantic += 1
         bias = _per_channel(neuron, p.bias, view.shape(neuron), "bias")
         odd = bias[np.mod(bias, 1 << STATE_SHIFT) != 0]
         if len(odd):
@@ -243,7 +247,8 @@ def plan_quantized(graph: nir.NIRGraph) -> Plan:
                              NEVER_FIRES if p.kind == "I" else int(vth[0])))
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
-        raise Unsupported(f"netx cannot run the quantized integers bit for bit: {problems[0]}{more}")
+        hint = "" if semantic else "; integers quantized to netx's formats (`spikeport quantize --netx`) have one"
+        raise Unsupported(f"netx cannot run the quantized integers bit for bit: {problems[0]}{more}{hint}")
     last = view.node(pairs[-1][1])
     output_scale = 1.0 / fx.unit(pairs[-1][1], last, "neuron") if isinstance(last, nir.I) else 1.0
     return Plan(view.shape(view.input), layers, 1.0 / input_unit, output_scale, [])

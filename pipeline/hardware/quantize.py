@@ -20,6 +20,11 @@ from pipeline.hardware.hwconfig import HwConfig, load_hwconfig
 
 HEADROOM_BITS = 3   # the largest threshold maps to 2^(state_bits - 1 - 6 - 3): v holds 8 thresholds before saturating
 CALIBRATION_T = 32  # steps of the float calibration run that sets an integrator output's range
+# The integer formats lava-dl 0.6.0's netx.hdf5.Network runs bit for bit (docs/parity.md, "deploy's model.net"),
+# laid over the target's formats by `quantize(..., netx=True)`: netx's synapses add the whole integer sum W s
+# (no exponent: E = 0, 8-bit mantissas, so a dense layer stays inside the [-256, 254] of lava-dl's
+# netx.utils.optimize_weight_bits) and its neurons take bias_mant << 6 (hdf5.py fixes bias_exp = 6).
+NETX_FORMATS = {"weight_bits": 8, "weight_exp_min": 0, "weight_exp_max": 0, "bias_exp_min": 6, "bias_exp_max": 6}
 
 
 class QuantizeError(SpikeportError):
@@ -58,13 +63,13 @@ def quantize_weights(w: np.ndarray, bits: int, exp_min: int, exp_max: int) -> tu
     return m.astype(np.int64), exp, int((m != raw).sum())
 
 
-def quantize_bias(b: np.ndarray, mant_bits: int, exp_max: int) -> np.ndarray:
+def quantize_bias(b: np.ndarray, mant_bits: int, exp_max: int, exp_min: int = 0) -> np.ndarray:
     """A bias in v units as mant << exp per element (Lava's bias_mant, bias_exp): the smallest exp in
-    [0, exp_max] at which round(b / 2^exp) fits the signed `mant_bits` mantissa; returned as the integer."""
+    [exp_min, exp_max] at which round(b / 2^exp) fits the signed `mant_bits` mantissa; returned as the integer."""
     top = (1 << (mant_bits - 1)) - 1
     out = np.zeros_like(b, dtype=np.int64)
     for i, value in np.ndenumerate(b):
-        for exp in range(exp_max + 1):
+        for exp in range(exp_min, exp_max + 1):
             mant = np.rint(value / 2.0 ** exp)
             if abs(mant) <= top or exp == exp_max:
                 out[i] = int(np.clip(mant, -top - 1, top)) << exp
@@ -111,17 +116,19 @@ class _Quantizer:
             self.gains[name] = float(g[0])
         return self.gains[name]
 
-    def neuron_unit(self, name: str, w: np.ndarray, in_unit: float, in_top: int) -> float:
+    def neuron_unit(self, name: str, w: np.ndarray, b: np.ndarray, in_unit: float, in_top: int) -> float:
         """Value of one activation unit at neuron `name` (docs/nir-extensions.md, "Fixed point"), for weights
-        `w` already multiplied by the neuron's input gain: a spiking layer's largest threshold maps to
+        `w` and bias `b` already multiplied by the neuron's input gain: a spiking layer's largest threshold maps to
         2^(state_bits - 1 - 6 - HEADROOM_BITS); an integrator's unit keeps its worst per-step input (row L1 norm
         x largest input) and twice its largest calibration output inside the 2^17 units that the 24-bit state
         holds after the << 6. Either is raised if the weights would otherwise need an exponent above
-        weight_exp_max."""
+        weight_exp_max, or the biases one above bias_exp_max."""
         if name not in self.neuron_units:
             node = self.view.node(name)
             _, hi = fx.mantissa_range(self.bits, "mixed")
             fits = float(np.abs(w).max()) * in_unit / (hi * 2.0 ** self.fmt["weight_exp_max"])
+            bias_top = ((1 << (self.fmt["bias_mant_bits"] - 1)) - 1) << self.fmt["bias_exp_max"]
+            fits = max(fits, float(np.abs(b).max(initial=0)) * (1 << fx.ACT_SHIFT) / bias_top)
             span = 2.0 ** (fx.STATE_BITS - 1 - fx.ACT_SHIFT)
             if isinstance(node, fx.INTEGRATORS):
                 l1 = float(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) * in_top * in_unit
@@ -141,7 +148,8 @@ class _Quantizer:
         target = self.neuron(name)
         gain = self.gain(target)
         w = np.asarray(node.weight, np.float64)
-        unit = self.neuron_unit(target, w * gain, in_unit, in_top)
+        bias = np.asarray(node.bias, np.float64) if isinstance(node, (nir.Affine, nir.Conv2d)) else np.zeros(0)
+        unit = self.neuron_unit(target, w * gain, bias * gain, in_unit, in_top)
         m, exp, clipped = quantize_weights(w * gain * in_unit / unit, self.bits, self.fmt["weight_exp_min"],
                                            self.fmt["weight_exp_max"])
         step = 2.0 ** exp * unit / (in_unit * gain)
@@ -157,8 +165,8 @@ class _Quantizer:
                                 f"beyond {what} ({limit}); use fewer input or payload bits")
         if isinstance(node, (nir.Affine, nir.Conv2d)):
             vunit = unit / (1 << fx.ACT_SHIFT)
-            b = quantize_bias(np.asarray(node.bias, np.float64) * gain / vunit, self.fmt["bias_mant_bits"],
-                              self.fmt["bias_exp_max"])
+            b = quantize_bias(bias * gain / vunit, self.fmt["bias_mant_bits"],
+                              self.fmt["bias_exp_max"], self.fmt["bias_exp_min"])
             node.bias = (b * vunit / gain).astype(np.float32)
         node.metadata = with_fixed_point(node.metadata, {"weight_exp": exp, "weight_bits": self.bits,
                                                          "weight_step": step})
@@ -184,7 +192,7 @@ class _Quantizer:
         if isinstance(node, (nir.LIF, nir.LI, nir.CubaLIF)):   # v_leak enters v as dt/tau v_leak per step
             per_step = fx.leak_gain(node, self.view.dt)
             leak = quantize_bias(per_step * np.asarray(node.v_leak, np.float64) / vunit, self.fmt["bias_mant_bits"],
-                                 self.fmt["bias_exp_max"])
+                                 self.fmt["bias_exp_max"], self.fmt["bias_exp_min"])
             node.v_leak = (leak * vunit / per_step).astype(np.float32)
         if meta:
             node.metadata = {**(node.metadata or {}), "spikeport": meta}
@@ -253,14 +261,16 @@ def output_peak(graph: nir.NIRGraph, calib_x, calib_T: int = CALIBRATION_T, cali
 
 
 def quantize(graph: nir.NIRGraph, target: HwConfig | str, calib_x, *, weight_bits: int | None = None,
-             input_bits: int = 8, payload_bits: int = 8, peak: float | None = None) -> Quantized:
+             input_bits: int = 8, payload_bits: int = 8, peak: float | None = None, netx: bool = False) -> Quantized:
     """Quantize `graph` for `target`; `calib_x` (samples of the input) sets the input format's scale, and
     `peak` (default: `output_peak(graph, calib_x)`) the range of an integrator output.
 
     weight_bits: mantissa bits (default and maximum: the target's `formats.weight_bits`); input_bits: the direct
-    input's integer width; payload_bits: the width of graded spike payloads (Scale nodes after a neuron)."""
+    input's integer width; payload_bits: the width of graded spike payloads (Scale nodes after a neuron); netx:
+    lay NETX_FORMATS over the target's (weight exponent 0, biases in whole activation units), so that
+    lava-dl's netx runs the integers bit for bit (backends.netx.export_quantized)."""
     hw = target if isinstance(target, HwConfig) else load_hwconfig(target)
-    fmt = hw.fixed_point_formats()
+    fmt = {"bias_exp_min": 0, **hw.fixed_point_formats(), **(NETX_FORMATS if netx else {})}
     if fmt["state_bits"] != fx.STATE_BITS:
         raise QuantizeError(f"{hw.path}: formats.state_bits is {fmt['state_bits']}, but spikeport's fixed-point "
                             f"arithmetic (Lava's bit-accurate models) has {fx.STATE_BITS}-bit states")
@@ -298,7 +308,8 @@ def quantize(graph: nir.NIRGraph, target: HwConfig | str, calib_x, *, weight_bit
         elif name != view.input:
             pred = view.preds[name][0]
             q.units[name], q.tops[name] = q.units[pred], q.tops[pred]
-    g.metadata = with_fixed_point(g.metadata, {"target": hw.name, "input_scale": input_unit,
+    g.metadata = with_fixed_point(g.metadata, {"target": f"{hw.name} (netx formats)" if netx else hw.name,
+                                               "input_scale": input_unit,
                                                "input_bits": int(input_bits), "input_signed": signed})
     analyse(g)
     return Quantized(g, q.layers)
