@@ -315,10 +315,10 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
     lava_weight = np.ascontiguousarray((weight if w is None else w.m).transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
     out_shape = b.view.shape(name)
     out_lava = Signal.canonical((), out_shape, delay=0).lava_shape
-    # a quantized graph always takes the Conv process (backends.fixedpoint mirrors its bit-accurate model); a netx
-    # graph takes Sparse with the stored weights of its Dense (lava-dl's own netx runs them on Conv)
+    # integer weights (a quantized or a netx graph) go to Sparse's bit-accurate model stored as Dense stores them,
+    # with weight_exp = E - k (backends.fixedpoint.conv_accumulate mirrors it); lava-dl's own netx runs them on Conv
     geometry = (stride[::-1], padding[::-1], dilation[::-1], groups)
-    if b.conv == "sparse" and b.fixed is None:
+    if b.conv == "sparse":
         proc = _sparse_conv(name, x.lava_shape, out_lava, lava_weight, w, geometry)
         _connect(x, proc.s_in)
         port = proc.a_out
