@@ -74,7 +74,8 @@ def converted_cifar(name: str):
 @pytest.mark.lava
 def test_converted_resnet20_spike_for_spike():
     """ResNet-20 (residual fan-in through Scale, average pooling, Flatten): one sample, T = 8 (measured: about
-    60 s on Lava; the deepest blocks do not fire yet at T = 8, the first twelve do)."""
+    20 s on Lava with the convolutions on Sparse, 60-130 s on Lava's Conv process; the deepest blocks do not fire
+    yet at T = 8, the first twelve do)."""
     q, x = converted_cifar("resnet20")
     ifs = {n for n, node in q.nodes.items() if type(node).__name__ == "IF"}
     assert stock_layers(q) == ifs
@@ -88,7 +89,8 @@ def test_converted_vgg16_spike_for_spike():
     """The whole VGG-16 at CIFAR shape (13 IF layers on Lava's LIFReset, 13 convolutions on Lava's bit-accurate
     Sparse, 5 average pools, the Affine classifier into an integrator): one sample, T = 48, the shortest run in
     which every IF layer fires (the last one first at step 47). Measured: about 50 s on Lava (the Lava processes
-    together peak at about 6 GB) and 60 s for the reference, on a shared 2-core machine."""
+    together peak at about 6 GB) and 60 s for the reference; the whole test 92 s on a shared 2-core machine at
+    load 7-10, 278 s at load 21."""
     q, x = converted_cifar("vgg16")
     ifs = {n for n, node in q.nodes.items() if type(node).__name__ == "IF"}
     assert len(ifs) == 13 and stock_layers(q) == ifs
