@@ -321,7 +321,7 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
         if max(*kernel, *stride, *padding, *dilation, groups) > INT8:
             raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride {stride}, padding "
                               f"{padding}, dilation {dilation} and groups {groups} as int8; values above {INT8} "
-                              "are not supported (the default conv='sparse' has no such limit in floating point)")
+                              "are not supported (the default conv='sparse' has no such limit)")
         proc = Conv(weight=lava_weight if w is None else lava_weight.astype(np.int32), input_shape=x.lava_shape,
                     padding=padding[::-1], stride=stride[::-1], dilation=dilation[::-1], groups=groups,
                     num_message_bits=GRADED, name=name)
