@@ -2,7 +2,8 @@
 NIR graph built on it (the reference simulator's `fixed_point=True` mode), spike-for-spike equal to Lava.
 
 Mirrors lava-nc 0.10.0: Dense (lava/proc/dense/models.py, PyDenseModelBitAcc, with lava/utils/weightutils.py),
-Conv (lava/proc/conv/models.py, PyConvModelFixed; sum and average pooling as a grouped convolution of ones) and the
+Sparse holding a convolution (lava/proc/sparse/models.py, PySparseModelBitAcc, the same integers as Dense; sum and
+average pooling as a grouped convolution of ones) and the
 CUBA neuron of AbstractPyLifModelFixed (lava/proc/lif/models.py: 12-bit du, dv) that Lava's stock LIF and
 spikeport's own neuron process run in their fixed_pt models (docs/nir-extensions.md, "Fixed point").
 """
@@ -27,7 +28,8 @@ STATE_BITS = 24                   # u and v are 24-bit (AbstractPyLifModelFixed.
 V_LIMIT = 2 ** (STATE_BITS - 1) - 1  # v saturates at +-(2^23 - 1)
 ACT_SHIFT = 6                     # synaptic input and threshold are MSB-aligned by 6 bits (act_shift, vth_shift)
 DENSE_STORE_BITS = 8              # Dense clips its stored weights to 8 bits (+ sign in mixed mode)
-FLOAT32_EXACT = 2 ** 24           # Lava's Conv sums in float32: exact only below 2^24
+CONV_LIMIT = 2 ** (STATE_BITS - 1)  # Lava's Conv process (conv='conv') wraps its sum to 24 bits: below this it
+                                    # gives Sparse's integers (its float32 sum is exact too)
 INT32_LIMIT = 2 ** 31             # Dense accumulates in int32
 DECAY_BITS = 12                   # du and dv are 12-bit fractions of 4096 (decay_shift)
 DECAY_UNITY = 1 << DECAY_BITS
@@ -44,12 +46,6 @@ SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Flat
 def shift(x: np.ndarray, exp: int) -> np.ndarray:
     """x * 2^exp as Dense applies weight_exp: a left shift, or an arithmetic right shift (rounds toward -inf)."""
     return np.left_shift(x, exp) if exp > 0 else np.right_shift(x, -exp)
-
-
-def wrap_signed(x: np.ndarray, bits: int = STATE_BITS) -> np.ndarray:
-    """Two's-complement wrap to `bits` bits (lava/proc/conv/utils.py signed_clamp, applied by Conv's fixed model)."""
-    base = 1 << bits
-    return (x + base // 2) % base - base // 2
 
 
 def wrap_current(u: np.ndarray) -> np.ndarray:
@@ -96,10 +92,12 @@ def dense_accumulate(stored: np.ndarray, weight_exp: int, s: np.ndarray) -> np.n
     return shift(s @ stored.T, weight_exp)
 
 
-def conv_accumulate(m: np.ndarray, s: np.ndarray, kw: dict) -> np.ndarray:
-    """PyConvModelFixed.run_spk: the integer convolution (torch layout, batch first), wrapped to 24 bits."""
-    acc = F.conv2d(torch.from_numpy(s.astype(np.float64)), torch.from_numpy(m.astype(np.float64)), **kw)
-    return wrap_signed(np.rint(acc.numpy()).astype(np.int64))
+def conv_accumulate(stored: np.ndarray, s: np.ndarray, kw: dict) -> np.ndarray:
+    """PySparseModelBitAcc.run_spk's product W s for the matrix of a convolution with kernel `stored`: the exact
+    integer convolution (torch layout, batch first; float64 is exact for these sums, int32 in Lava, whose range
+    the quantizer keeps)."""
+    acc = F.conv2d(torch.from_numpy(s.astype(np.float64)), torch.from_numpy(stored.astype(np.float64)), **kw)
+    return np.rint(acc.numpy()).astype(np.int64)
 
 
 def quantize_input(x: np.ndarray, scale: float, bits: int, signed: bool) -> np.ndarray:
@@ -357,7 +355,8 @@ def lower(view: GraphView, name: str) -> _Op:
         return _stateless(lambda x: dense_accumulate(stored, w.exp - k, x))
     if isinstance(node, nir.Conv2d):
         w, kw = weights(name, node), conv_kwargs(node)
-        return _stateless(lambda x: shift(conv_accumulate(w.m, x, kw), w.exp))
+        stored, k, _ = dense_storage(w.m, w.bits)
+        return _stateless(lambda x: shift(conv_accumulate(stored, x, kw), w.exp - k))
     if isinstance(node, nir.Flatten):
         shape = view.shape(name)
         return _stateless(lambda x: x.reshape(x.shape[0], *shape))

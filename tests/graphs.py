@@ -120,11 +120,12 @@ def netx_exact_cnn(rng: np.random.Generator) -> nir.NIRGraph:
     )
 
 
-def assert_fixed_point_spike_for_spike(graph, x, T):
-    """Lava fixed_pt and the reference's fixed-point mode on quantized `graph`: the same spikes in every layer at
-    every step, the same input events and the same outputs; returns the reference run."""
+def assert_fixed_point_spike_for_spike(graph, x, T, **lava_options):
+    """Lava fixed_pt (with `LavaBackend.run`'s `lava_options`) and the reference's fixed-point mode on quantized
+    `graph`: the same spikes in every layer at every step, the same input events and the same outputs; returns the
+    reference run."""
     ref = backends.get("reference").run(graph, x, T, fixed_point=True, record=True)
-    lava = backends.get("lava").run(graph, x, T, record=True)
+    lava = backends.get("lava").run(graph, x, T, record=True, **lava_options)
     assert set(ref.spikes) == set(lava.spikes)
     for name in ref.spikes:
         np.testing.assert_array_equal(lava.spikes[name], ref.spikes[name], err_msg=name)

@@ -1,8 +1,10 @@
 """The integer arithmetic of backends/fixedpoint.py against Lava's own helper functions (weight clipping and
-truncation, the Conv model's convolution and 24-bit clamp), hand-worked neuron steps, and a plain loop."""
+truncation, the Sparse model holding a convolution, the Conv model's convolution and 24-bit clamp), hand-worked
+neuron steps, and a plain loop."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 from hypothesis import given, settings, strategies as st
 
 import backends
@@ -34,21 +36,50 @@ def test_dense_matches_lavas_bit_accurate_weights_and_shift(seed, bits, exp, sig
     np.testing.assert_array_equal(fx.dense_accumulate(stored, exp - k, s), np.floor(s @ m.T * 2.0 ** exp))
 
 
-def test_conv_matches_lavas_conv_model_including_the_24_bit_wrap():
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1), st.sampled_from([2, 4, 6, 8]), st.integers(-8, 7), st.sampled_from([-1, 0, 1]))
+def test_conv_matches_lavas_bit_accurate_sparse_holding_the_convolution(seed, bits, exp, sign):
+    """The reference's Conv2d against what PySparseModelBitAcc does with the matrix Lava's own conv_to_sparse
+    builds from the torch-order kernel (asymmetric kernel, stride, padding, non-square input): clip and truncate
+    the stored weights, int32 product, shift by weight_exp; and against the closed form floor(conv(s, m) 2^E)."""
+    from scipy.sparse import csr_matrix
+    rng = np.random.default_rng(seed)
+    lo, hi = fx.mantissa_range(bits, "mixed" if sign == 0 else ("excitatory" if sign > 0 else "inhibitory"))
+    m = rng.integers(lo, hi + 1, (4, 3, 2, 3))           # torch (C_out, C_in, kH, kW)
+    s = rng.integers(-3, 4, (1, 3, 6, 5))
+    kw = {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 1), "groups": 1}
+    stored, k, mode = fx.dense_storage(m, bits)
+    ours = fx.shift(fx.conv_accumulate(stored, s, kw), exp - k)[0]
+    out_xyc = ours.T.shape                                # Lava's (X, Y, C) layout of tensors
+    kernel = stored.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :]  # Lava (C_out, kW, kH, C_in), flipped
+    dst, src, wgt = conv_utils.conv_to_sparse((5, 6, 3), out_xyc, kernel, (1, 2), (0, 1), (1, 1), 1)
+    matrix = csr_matrix((wgt, (dst, src)), shape=(int(np.prod(out_xyc)), s.size)).astype(np.int32)
+    lava_w = truncate_weights(clip_weights(matrix, SignMode[mode.upper()], num_bits=8), SignMode[mode.upper()], bits)
+    acc = lava_w.dot(s[0].T.reshape(-1).astype(np.int32))
+    lava = np.left_shift(acc, exp - k) if exp - k > 0 else np.right_shift(acc, k - exp)
+    np.testing.assert_array_equal(ours.T.reshape(-1), lava)
+    closed = torch.nn.functional.conv2d(torch.tensor(s, dtype=torch.float64), torch.tensor(m, dtype=torch.float64),
+                                        **kw)[0].numpy()
+    np.testing.assert_array_equal(ours, np.floor(closed * 2.0 ** exp))
+
+
+def test_lavas_conv_process_gives_the_same_integers_below_the_quantizers_bound():
+    """conv='conv': PyConvModelFixed's convolution and 24-bit clamp equal the Sparse integers while every sum
+    stays below fixedpoint.CONV_LIMIT (2^23, which the quantizer guarantees); beyond it Conv wraps, Sparse not."""
     rng = np.random.default_rng(1)
     m = rng.integers(-128, 128, (4, 3, 3, 3))            # torch (C_out, C_in, kH, kW)
-    s = rng.integers(0, 256, (1, 3, 6, 5)) * 200          # large enough that some sums pass 2^23
     kw = {"stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "groups": 1}
-    ours = fx.conv_accumulate(m, s, kw)[0]
     lava_w = m.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :]    # Lava (C_out, kW, kH, C_in), flipped
-    lava = conv_utils.signed_clamp(conv_utils.conv(s[0].transpose(2, 1, 0), lava_w.astype(np.int64), (3, 3), (1, 1),
-                                                   (1, 1), (1, 1), 1), bits=24)
-    assert np.abs(lava).max() > 2 ** 21 and (np.abs(s[0]).sum() * 128 * 9 > 2 ** 23)
-    np.testing.assert_array_equal(ours, lava.transpose(2, 1, 0))
+    for top, wraps in ((fx.CONV_LIMIT // (27 * 128) - 1, False), (200 * 255, True)):
+        s = rng.integers(0, top + 1, (1, 3, 6, 5))
+        ours = fx.conv_accumulate(m, s, kw)[0]
+        lava = conv_utils.signed_clamp(conv_utils.conv(s[0].transpose(2, 1, 0), lava_w.astype(np.int64), (3, 3),
+                                                       (1, 1), (1, 1), (1, 1), 1), bits=24).transpose(2, 1, 0)
+        assert np.abs(ours).max() < fx.CONV_LIMIT or wraps
+        assert np.array_equal(ours, lava) != wraps
 
 
 def test_wraps_and_shifts_by_hand():
-    assert fx.wrap_signed(np.array([2 ** 23, -2 ** 23 - 1, 5])).tolist() == [-2 ** 23, 2 ** 23 - 1, 5]
     # Lava's LIF current wrap keeps +2^23 and maps -2^23 to +2^23
     assert fx.wrap_current(np.array([2 ** 23, 2 ** 23 + 1, -2 ** 23, 7])).tolist() == [2 ** 23, -2 ** 23 + 1, 2 ** 23, 7]
     assert fx.shift(np.array([-5, 5]), -1).tolist() == [-3, 2]   # arithmetic right shift rounds toward -inf

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from backends import fixedpoint
 from backends.graph import GraphView
+from backends.lava.convmatrix import conv_matrix
 from backends.lava.layout import Signal
 from backends.lava import stock
 from backends.lava.procs import Delay, DelayLine, EventCounter, NeuronLayer, Pool2d, Scale, Shift, SpikeRecorder
@@ -28,13 +29,11 @@ from backends.lava.stream import SOURCE_DELAY, InputFormat, InputStream
 from backends.nirext import fixed_point, neuron_semantics
 from backends.result import Unsupported
 from lava.proc.conv.process import Conv
-from lava.proc.conv.utils import conv_to_sparse
 from lava.proc.dense.process import Dense
 from lava.proc.io.dataloader import SpikeDataloader
 from lava.proc.lif.process import LIFReset
 from lava.proc.sparse.process import Sparse
 from lava.utils.weightutils import SignMode
-from scipy.sparse import csr_matrix
 
 GRADED = 24  # num_message_bits > 0: Dense/Conv take their input as graded values, not as booleans
 INT8 = 127  # Lava's Conv model stores kernel size, stride, padding, dilation and groups as int8
@@ -283,28 +282,25 @@ def _conv_padding(name: str, node: nir.Conv2d, kernel: tuple[int, int], dilation
     return _pair(node.padding)
 
 
-def _sparse_conv(name: str, in_lava: tuple, out_lava: tuple, lava_weight: np.ndarray,
+def _sparse_conv(name: str, in_lava: tuple, out_lava: tuple, weight: np.ndarray,
                  w: fixedpoint.Weights | None, geometry: tuple) -> Sparse:
-    """Lava's Sparse holding the convolution (`geometry`: stride, padding, dilation in (X, Y) order, groups) as
-    an (out, in) matrix: float weights, or the integer mantissas `w` stored as Dense stores them."""
-    stored = lava_weight
-    if w is not None:
-        stored, k, mode = fixedpoint.dense_storage(lava_weight, w.bits)
-    dst, src, wgt = conv_to_sparse(in_lava, out_lava, stored, *geometry)
-    matrix = csr_matrix((wgt, (dst, src)), shape=(int(np.prod(out_lava)), int(np.prod(in_lava))))
+    """Lava's Sparse holding the convolution (torch `weight`; `geometry`: stride, padding, dilation in torch's
+    (H, W) order, groups) as an (out, in) matrix: float weights, or the integer mantissas `w` stored as Dense
+    stores them."""
     if w is None:
-        return Sparse(weights=matrix, num_message_bits=GRADED, name=name)
-    return Sparse(weights=matrix.astype(np.int32), num_message_bits=GRADED, name=name, weight_exp=w.exp - k,
-                  num_weight_bits=w.bits, sign_mode=SignMode[mode.upper()])
+        return Sparse(weights=conv_matrix(in_lava, out_lava, weight, *geometry), num_message_bits=GRADED, name=name)
+    stored, k, mode = fixedpoint.dense_storage(w.m, w.bits)
+    return Sparse(weights=conv_matrix(in_lava, out_lava, stored.astype(np.int32), *geometry), num_message_bits=GRADED,
+                  name=name, weight_exp=w.exp - k, num_weight_bits=w.bits, sign_mode=SignMode[mode.upper()])
 
 
 @lowers(nir.Conv2d)
 def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
     """Lava's Sparse process holding the convolution as a (out, in) matrix (`b.conv == "sparse"`, one sparse
-    product per step) or its Conv process (`"conv"`: one scipy convolve2d per channel pair per step, far
-    slower). Both take the torch weight (C_out, C_in/g, kH, kW) as (C_out, kW, kH, C_in/g), spatially flipped
-    because Lava convolves where torch correlates, with stride, padding and dilation in (W, H) order, and
-    add one step of delay."""
+    product per step; `convmatrix.conv_matrix`) or its Conv process (`"conv"`: one scipy convolve2d per channel
+    pair per step, far slower), which takes the torch weight (C_out, C_in/g, kH, kW) as (C_out, kW, kH, C_in/g),
+    spatially flipped because Lava convolves where torch correlates, with stride, padding and dilation in (W, H)
+    order. Either adds one step of delay."""
     if not x.is_canonical or len(x.torch_shape) != 3:
         raise Unsupported(f"node {name!r}: Conv2d needs a (C, H, W) input, got a tensor of shape {x.torch_shape}")
     weight = np.asarray(node.weight, np.float64)
@@ -312,23 +308,22 @@ def lower_conv2d(b: Builder, name: str, node: nir.Conv2d, x: Signal) -> Signal:
     stride, dilation, groups = _pair(node.stride), _pair(node.dilation), int(node.groups)
     padding = _conv_padding(name, node, kernel, dilation)
     w = b.weights(name, node)
-    lava_weight = np.ascontiguousarray((weight if w is None else w.m).transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
     out_shape = b.view.shape(name)
     out_lava = Signal.canonical((), out_shape, delay=0).lava_shape
-    # a quantized graph always takes the Conv process (backends.fixedpoint mirrors its bit-accurate model); a netx
-    # graph takes Sparse with the stored weights of its Dense (lava-dl's own netx runs them on Conv)
-    geometry = (stride[::-1], padding[::-1], dilation[::-1], groups)
-    if b.conv == "sparse" and b.fixed is None:
-        proc = _sparse_conv(name, x.lava_shape, out_lava, lava_weight, w, geometry)
+    # integer weights (a quantized or a netx graph) go to Sparse's bit-accurate model stored as Dense stores them,
+    # with weight_exp = E - k (backends.fixedpoint.conv_accumulate mirrors it); lava-dl's own netx runs them on Conv
+    if b.conv == "sparse":
+        proc = _sparse_conv(name, x.lava_shape, out_lava, weight, w, (stride, padding, dilation, groups))
         _connect(x, proc.s_in)
         port = proc.a_out
     else:
+        lava_weight = np.ascontiguousarray((weight if w is None else w.m).transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
         if max(*kernel, *stride, *padding, *dilation, groups) > INT8:
             raise Unsupported(f"node {name!r}: Lava's Conv stores kernel {kernel}, stride {stride}, padding "
                               f"{padding}, dilation {dilation} and groups {groups} as int8; values above {INT8} "
-                              "are not supported (the default conv='sparse' has no such limit in floating point)")
+                              "are not supported (the default conv='sparse' has no such limit)")
         proc = Conv(weight=lava_weight if w is None else lava_weight.astype(np.int32), input_shape=x.lava_shape,
-                    padding=geometry[1], stride=geometry[0], dilation=geometry[2], groups=groups,
+                    padding=padding[::-1], stride=stride[::-1], dilation=dilation[::-1], groups=groups,
                     num_message_bits=GRADED, name=name)
         if tuple(proc.output_shape) != out_lava:
             raise Unsupported(f"node {name!r}: Lava's Conv gives shape {tuple(proc.output_shape)}, NIR says "
@@ -380,10 +375,8 @@ def _sum_pool_sparse(b: Builder, name: str, node, x: Signal) -> Signal:
     kernel, channels = kw["kernel"], kw["groups"]
     out_shape = b.view.shape(name)
     out_lava = Signal.canonical((), out_shape, delay=0).lava_shape
-    dst, src, _ = conv_to_sparse(x.lava_shape, out_lava, np.ones((channels, kernel[1], kernel[0], 1)),
-                                 kw["stride"][::-1], kw["padding"][::-1], (1, 1), channels)
-    ones = csr_matrix((np.ones(len(dst), np.int32), (dst, src)),
-                      shape=(int(np.prod(out_lava)), int(np.prod(x.lava_shape))))
+    ones = conv_matrix(x.lava_shape, out_lava, np.ones((channels, 1, *kernel), np.int32), kw["stride"],
+                       kw["padding"], kw["dilation"], channels)
     proc = Sparse(weights=ones, weight_exp=0, num_weight_bits=8, sign_mode=SignMode.EXCITATORY,
                   num_message_bits=GRADED, name=name)
     _connect(x, proc.s_in)

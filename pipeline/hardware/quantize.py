@@ -155,8 +155,8 @@ class _Quantizer:
         step = 2.0 ** exp * unit / (in_unit * gain)
         node.weight = (m * step).astype(np.float32)
         fan_in = int(np.prod(w.shape[1:]))
-        if isinstance(node, nir.Conv2d):
-            bound, limit, what = fan_in * int(np.abs(m).max(initial=0)) * in_top, fx.FLOAT32_EXACT, "Conv's float32 sum"
+        if isinstance(node, nir.Conv2d):   # below 2^23 also Sparse's int32 sum of m << k (k <= 8) is safe
+            bound, limit, what = fan_in * int(np.abs(m).max(initial=0)) * in_top, fx.CONV_LIMIT, "Conv's 24-bit sum"
         else:
             stored, _, _ = fx.dense_storage(m, self.bits)
             bound, limit, what = fan_in * int(np.abs(stored).max(initial=0)) * in_top, fx.INT32_LIMIT, "Dense's int32 sum"
