@@ -216,7 +216,8 @@ def linear_map(view: GraphView, name: str) -> tuple[np.ndarray, np.ndarray]:
 MODES = ("layer", "step")
 # 16 MB of float32 per tensor: a convolution over many steps at once costs a quarter per step of one over a single
 # step (measured, LeNet-5 conv2, batch 256: 23 ms CPU per step alone, 5 ms in a stack of 16 or more steps); 2^24
-# cost more CPU than 2^22 on the digits CNN in one measurement on a loaded machine
+# cost more CPU than 2^22 on the digits CNN in one measurement on a loaded machine. The untrained digits CNN of
+# benchmarks/scaling_reference.py (few spikes) ran faster with 2^18 (0.05 s against 0.08 s at T = 32, batch 360)
 DEFAULT_MAX_ELEMENTS = 1 << 22
 
 
