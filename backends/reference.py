@@ -30,7 +30,8 @@ class Op:
     `steps_into(state, x, out, counts, rows) -> state`, where given, computes the same steps for all T of
     `x` (T, batch, ...) in place: state updated, outputs written into `out`, spike counts added to `counts`
     (batch, ...), spikes per (step, sample) written into `rows` (T, batch; int32); layer mode uses it, step
-    mode keeps the pure `step`.
+    mode keeps the pure `step`. `kernel`, where given (a `backends.kernels` neuron kernel), is such a
+    `steps_into` that also takes a `kernels.Fold` of the nodes after it.
     """
 
     step: Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]]
@@ -41,6 +42,7 @@ class Op:
     signed: bool = False   # spikes may be -1 (signed-memory); otherwise they are 0/1 and |z| = z
     events: Any = None     # a weighted node's event-driven form (backends.events), where it can beat dense
     in_place: Callable[[torch.Tensor], torch.Tensor] | None = None   # a stateless op writing its input (same floats)
+    kernel: Any = None
 
 
 def _pair(value) -> tuple[int, int]:
@@ -130,9 +132,10 @@ class _Lowering:
         fast = kernels.supports(self.device, self.dtype)
         if sem.signed:
             snm = neurons.SNMParams(self.t(node.r), self.t(node.v_threshold))
+            kernel = kernels.SNMKernel(*snm, self.view.shape(name)) if fast else None
             return Op(lambda s, x: neurons.snm_step(s, x, snm),
                       init=lambda batch: (v0(batch), torch.zeros_like(v0(batch))), spiking=True, signed=True,
-                      steps_into=kernels.SNMKernel(*snm, self.view.shape(name)) if fast else None)
+                      steps_into=kernel, kernel=kernel)
         p = neurons.IFParams(self.t(node.r), self.t(node.v_threshold), self.t(node.v_reset), sem.reset == "subtract")
         kernel = kernels.IFKernel(*p[:3], self.view.shape(name), subtract=p.subtract)
 
@@ -142,12 +145,8 @@ class _Lowering:
             counts += out.sum(0)
             rows.copy_(out.flatten(2).sum(2))
             return v
-
-        def steps_in_kernel(v, x, out, counts, rows):
-            kernel(v, x, out, counts, rows)
-            return v
         return Op(lambda v, x: neurons.if_step(v, x, p), init=v0, spiking=True,
-                  steps_into=steps_in_kernel if fast else steps_in_torch)
+                  steps_into=kernel if fast else steps_in_torch, kernel=kernel if fast else None)
 
     def _lava_cuba(self, name, node, sem) -> Op:
         """Lava's fixed-point CUBA neuron (netx import): int64 state in Lava units, thresholds in mantissas."""
@@ -215,7 +214,11 @@ def linear_map(view: GraphView, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 MODES = ("layer", "step")
-DEFAULT_MAX_ELEMENTS = 1 << 18   # 1 MB of float32 per tensor: chunks that stay in L2 are fastest
+# 16 MB of float32 per tensor: a convolution over many steps at once costs a quarter per step of one over a single
+# step (measured, LeNet-5 conv2, batch 256: 23 ms CPU per step alone, 5 ms in a stack of 16 or more steps); 2^24
+# cost more CPU than 2^22 on the digits CNN in one measurement on a loaded machine. The untrained digits CNN of
+# benchmarks/scaling_reference.py (few spikes) ran faster with 2^18 (0.05 s against 0.08 s at T = 32, batch 360)
+DEFAULT_MAX_ELEMENTS = 1 << 22
 
 
 def constant_nodes(view: GraphView, ops: dict[str, Op], varying: bool = False) -> set[str]:
@@ -245,10 +248,12 @@ class ReferenceBackend:
       - `mode="layer"` (default): node by node over all T at once, a convolution or pooling as one batched
         call on a (T*batch, ...) tensor (slices whose input is all zero skipped, see `_stateless`), a
         Linear/Affine once per step on a fresh copy (BLAS rounding depends on row count and alignment), an
-        IF node over all steps of a chunk in one pass (`backends.kernels`, numba, on the CPU; elsewhere its
-        step in place, step by step), other neuron nodes as a loop over T; T is cut in chunks so that no
-        (chunk*batch, *node shape) tensor has more than `max_elements` elements (at least one step is
-        always taken).
+        IF or signed-memory node over all steps of a chunk in one pass (`backends.kernels`, numba, on the CPU;
+        elsewhere its step in place, step by step), other neuron nodes as a loop over T; unless spikes are
+        recorded, a Scale and a pooling node whose windows tile its input that follow such a neuron node are
+        computed in the neuron's pass (`_fusions`, `kernels.Fold`: the same floats, no spike tensor); T is cut in
+        chunks so that no (chunk*batch, *node shape) tensor a chunk holds has more than `max_elements` elements
+        (at least one step is always taken).
     Inputs are direct (N, *input shape) or time-varying (N, T, *input shape), step t receiving x[:, t]
     (`backends.inputs`); a time-varying input is converted to floats one chunk of steps at a time (layer
     mode) or one step at a time (step mode), in the dtype it came in until then (bool, int8, sparse).
@@ -395,8 +400,12 @@ class ReferenceBackend:
         with torch.no_grad():
             out_is_state, spiking, counts, events, trains, const, fixed, readout = cls._setup(view, ops, x, T, record)
             states = {n: ops[n].init(batch) for n in view.order if n not in const}
-            skip = const | {view.input} | (readout.skipped(view) if readout else set())
-            largest = max(int(np.prod(view.shape(n))) for n in view.order)
+            fused = {} if record else _fusions(view, ops)
+            folded = {c for chain, _ in fused.values() for c in chain}
+            skip = const | {view.input} | folded | (readout.skipped(view) if readout else set())
+            # the largest tensor a chunk holds: a non-constant node's output (a fused neuron's is its fold's)
+            hidden = const | set(fused) | (folded - {chain[-1] for chain, _ in fused.values()})
+            largest = max((int(np.prod(view.shape(n))) for n in view.order if n not in hidden), default=1)
             step_chunk = max(1, min(T, max_elements // max(1, batch * largest)))
             last_use = {}
             for n in view.order:
@@ -435,8 +444,14 @@ class ReferenceBackend:
                             nonzero = inp != 0
                             events[n] += nonzero.sum((0, 1))
                             seen[n] = nonzero.flatten(2).sum(2)
-                    if op.spiking or op.integrator:
-                        out = buffers.take(n, inp) if op.spiking else torch.empty_like(inp)
+                    if n in fused:   # the neuron and the nodes folded into its pass (`_fusions`)
+                        chain, fold = fused[n]
+                        out = buffers.take(n, (tc, batch, *fold.out_shape), inp)
+                        rows[n] = torch.empty(tc, batch, dtype=torch.int32, device=inp.device)
+                        states[n] = op.kernel(states[n], inp, out, counts[n], rows[n], fold)
+                        values[chain[-1]] = out
+                    elif op.spiking or op.integrator:
+                        out = buffers.take(n, inp.shape, inp) if op.spiking else torch.empty_like(inp)
                         if op.steps_into is not None:
                             rows[n] = torch.empty(tc, batch, dtype=torch.int32, device=inp.device)
                             states[n] = op.steps_into(states[n], inp, out, counts[n], rows[n])
@@ -497,12 +512,51 @@ class _Buffers:
     def __init__(self):
         self.store: dict[str, torch.Tensor] = {}
 
-    def take(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        """An uninitialised tensor of `like`'s shape, dtype and device (its first dimension is time)."""
-        buf = self.store.get(name)
-        if buf is None or buf.shape[1:] != like.shape[1:] or len(buf) < len(like) or buf.dtype != like.dtype:
-            buf = self.store[name] = torch.empty(like.shape, dtype=like.dtype, device=like.device)
-        return buf[:len(like)]
+    def take(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor of `shape` (its first dimension is time) and `like`'s dtype and device."""
+        buf, shape = self.store.get(name), torch.Size(shape)
+        if buf is None or buf.shape[1:] != shape[1:] or len(buf) < shape[0] or buf.dtype != like.dtype:
+            buf = self.store[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf[:shape[0]]
+
+
+def _fusions(view: GraphView, ops: dict[str, Op]) -> dict[str, tuple[tuple[str, ...], kernels.Fold]]:
+    """Spiking nodes run by a kernel (`Op.kernel`) whose only reader is a Scale, a pooling node whose windows tile
+    its input (kernel = stride, no padding), or a Scale and then such a pooling node, each with no other input:
+    {neuron: (those nodes, in order; the `kernels.Fold` that computes the last one's output in the neuron's
+    pass)}. Layer mode then writes no spike tensor, no scaled copy and no pooling input."""
+    fused = {}
+    for n in view.order:
+        if ops[n].kernel is None:
+            continue
+        chain, scale, window, divisor = [], None, None, 1.0
+        reader = _sole_reader(view, n)
+        if reader is not None and isinstance(view.node(reader), nir.Scale):
+            chain.append(reader)
+            scale = np.asarray(view.node(reader).scale)
+            reader = _sole_reader(view, reader)
+        if reader is not None and len(view.shape(n)) == 3 and _tiles(view.node(reader)):
+            chain.append(reader)
+            window = _pair(view.node(reader).kernel_size)
+            divisor = 1.0 if isinstance(view.node(reader), nir.SumPool2d) else float(np.prod(window))
+        if chain:
+            dtype = ops[n].kernel.params[0].dtype
+            fused[n] = (tuple(chain), kernels.Fold(view.shape(n), dtype, scale, window, divisor))
+    return fused
+
+
+def _sole_reader(view: GraphView, name: str) -> str | None:
+    """The one node reading `name`, if it reads nothing else and is not the Output; else None."""
+    succs = view.succs(name)
+    if len(succs) != 1 or len(view.preds[succs[0]]) != 1 or succs[0] == view.output:
+        return None
+    return succs[0]
+
+
+def _tiles(node) -> bool:
+    """Whether `node` is a pooling node whose windows tile its input: kernel = stride, no padding."""
+    return isinstance(node, (nir.AvgPool2d, nir.SumPool2d)) and _pair(node.kernel_size) == _pair(node.stride) \
+        and _pair(node.padding) == (0, 0)
 
 
 def _spiking_source(view: GraphView, ops: dict[str, Op], name: str) -> str | None:
