@@ -9,7 +9,8 @@ networks and gives each its own singular values; conv kernels are factorized per
 The SNN classifier integrates without firing (Eq. 3). Each network has its own batch norm; the SNN's is folded
 into its weights at export. Eq. 9's squared Frobenius norm is taken as a mean over batch and classes (MSE): the
 sum over classes, weighted by lambda2 = 0.3, dominated the loss and held the ANN at 79% on digits. Ablations:
-`wft=False` gives the networks separate full weights (the "separate training baseline" of Sec. 4.3.1); `distill=False` sets lambda1 = lambda2 = 0 (CE on every branch only).
+`wft=False` gives the networks separate full weights (the "separate training baseline" of Sec. 4.3.1);
+`distill=False` sets lambda1 = lambda2 = 0 (CE on every branch only).
 Our deviation (measured on trained LeNet-5s, whose three Linear layers have no batch norm; the paper's ResNets/VGGs
 have batch norm after every weighted layer but the classifier): the distillation terms (Eq. 8-9) reach only what the
 SNN owns alone (Sigma_SNN, its batch norm and branch heads), not the tensors it shares with the ANN (U, V and the
