@@ -38,6 +38,8 @@ T_VALUES = (1, 2, 4, 8, 16, 32, 64)
 AUGMENT = {"mnist": "crop", "fashion-mnist": "crop-flip"}  # README's zoo table (there 10 / 15 epochs)
 TARGETS = ("cmos45nm", "loihi")
 TRAINED = {"snn2ann": ("snn2ann", {}), "joint-asnn": ("joint-asnn", {}), "stbp-lif": ("stbp", {"neuron": "lif"})}
+# a trained method's revision, part of its cache name: a graph cached before a fix to the method is not reused
+REVISION = {"joint-asnn": "-r2"}  # r2: distillation no longer reaches the tensors shared with the ANN
 
 # the papers' accuracy claims at low T against their baselines (/work/shared/papers/)
 CLAIMS = (
@@ -84,7 +86,7 @@ def trained_snn(label: str, method: str, ann, ds, ann_path: Path, T: int, epochs
     """The NIR graph of `method` trained from the ANN at T on the first `images` training images, from the cache
     or trained; with the training's record (wall time in seconds, per-epoch history)."""
     lr = f"-lr{options['lr']:g}" if "lr" in options else ""
-    path = checkpoints() / f"{label}-{ann_path.stem}-T{T}-e{epochs}-n{images}{lr}.nir"
+    path = checkpoints() / f"{label}{REVISION.get(label, '')}-{ann_path.stem}-T{T}-e{epochs}-n{images}{lr}.nir"
     log = path.with_suffix(".json")   # training time and per-epoch history, measured when it was trained
     if path.exists() and log.exists():
         return api.load(path), json.loads(log.read_text())
