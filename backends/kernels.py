@@ -104,12 +104,7 @@ def _folded_chunk(v, m, x, r, threshold, v_reset, out, counts, rows, unit_r, kin
                 for s in range(size):
                     z[s] = _if_fire(vb, s, vb[s] + (xb[s] if unit_r else r[s] * xb[s]), threshold, v_reset,
                                     kind == IF_SUBTRACT)
-            n = 0
-            for s in range(size):
-                fired = z[s] != 0
-                cb[s] += fired
-                n += fired
-            rows[t, b] = n
+            rows[t, b] = _count_row(z, cb)
             ob[:] = 0
             for s in range(size):
                 if dest[s] >= 0:
@@ -120,18 +115,23 @@ def _folded_chunk(v, m, x, r, threshold, v_reset, out, counts, rows, unit_r, kin
 
 
 @numba.njit(nogil=True, cache=True)
+def _count_row(row, counts):  # pragma: no cover (compiled)
+    """Add 1 to counts[s] where row[s] is non-zero; return how many are."""
+    n = 0
+    for s in range(len(row)):
+        nz = row[s] != 0
+        counts[s] += nz
+        n += nz
+    return n
+
+
+@numba.njit(nogil=True, cache=True)
 def _nonzero_chunk(x, counts, rows):  # pragma: no cover (compiled)
     """x (T, B, S): counts (S,) gets the number of non-zero x[:, :, s], rows[t, b] the number of non-zero x[t, b]."""
-    steps, batch, size = x.shape
+    steps, batch, _ = x.shape
     for t in range(steps):
         for b in range(batch):
-            xb = x[t, b]
-            n = 0
-            for s in range(size):
-                nz = xb[s] != 0
-                counts[s] += nz
-                n += nz
-            rows[t, b] = n
+            rows[t, b] = _count_row(x[t, b], counts)
 
 
 def count_nonzero(x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

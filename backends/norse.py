@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from backends import inputs as feed
 from backends.graph import GraphView, analyse
 from backends.nirext import neuron_semantics
-from backends.result import RunResult, Unsupported
+from backends.result import RunResult, Unsupported, first_reason
 
 # Node types Norse's from_nir maps to torch modules; `I` only as the readout before Output (see `readout`),
 # `Scale` only right after the Input (see `input_scale`).
@@ -137,9 +137,7 @@ class NorseBackend:
                               "after the Input runs (applied to the inputs)")
         gaps = mismatches(view)
         if gaps and not approximate:
-            raise Unsupported(f"norse cannot run this graph faithfully: {gaps[0]}"
-                              + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else "")
-                              + "; pass approximate=True (`spikeport parity --approximate`) to run it anyway")
+            raise Unsupported(f"norse cannot run this graph faithfully: {first_reason(gaps)}; pass approximate=True (`spikeport parity --approximate`) to run it anyway")
         ro = readout(view)
         r = torch.as_tensor(np.asarray(view.node(ro).r), dtype=torch.float32) if ro else None
         import norse.torch as norse_torch   # heavy import, only when this backend runs

@@ -13,6 +13,13 @@ class Unsupported(ValueError):
     """A backend cannot run a graph faithfully; the message names the node and the missing semantics."""
 
 
+def first_reason(reasons: list[str], *, list_all: bool = False) -> str:
+    """The first of `reasons` for an error message, with how many more there are (`list_all`: and what they are)."""
+    if len(reasons) < 2:
+        return reasons[0]
+    return f"{reasons[0]} (and {len(reasons) - 1} more" + (f": {'; '.join(reasons[1:])})" if list_all else ")")
+
+
 @dataclass
 class RunResult:
     """Outputs of running a graph on `N` samples for `T` steps.

@@ -21,7 +21,7 @@ from backends import inputs as feed
 from backends.lava.backend import forgotten_afterwards
 from backends.netx.layout import STATE_SHIFT, file_info, never_fires, read_int, read_str
 from backends.netx.writer import plan, write
-from backends.result import RunResult, Unsupported
+from backends.result import RunResult, Unsupported, first_reason
 from lava.lib.dl.netx.hdf5 import Network
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
@@ -190,8 +190,7 @@ class NetxBackend:
         if not exact:
             gaps.append(f"inputs rounded to integers after scaling by {q:g} (netx inputs are graded integer spikes)")
         if gaps and not approximate:
-            more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
-            raise Unsupported(f"netx cannot run this graph exactly: {gaps[0]}{more}; pass approximate=True "
+            raise Unsupported(f"netx cannot run this graph exactly: {first_reason(gaps)}; pass approximate=True "
                               "(`spikeport parity --approximate`) to run it anyway")
         with tempfile.TemporaryDirectory(prefix="spikeport-netx-") as tmp:
             path = Path(tmp) / "net.h5"

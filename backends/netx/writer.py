@@ -21,7 +21,7 @@ from backends import fixedpoint as fx
 from backends.netx.layout import (ATTR, IF_DECAYS, MAX_BIAS, MAX_THRESHOLD, MAX_WEIGHT, NEVER_FIRES, STATE_SHIFT,
                                     write_str)
 from backends.nirext import neuron_semantics
-from backends.result import Unsupported
+from backends.result import Unsupported, first_reason
 
 EXPORT_TYPES = (nir.Input, nir.Output, nir.Scale, nir.Flatten, nir.Conv2d, nir.Affine, nir.Linear, nir.IF, nir.I)
 
@@ -246,9 +246,8 @@ def plan_quantized(graph: nir.NIRGraph) -> Plan:
         layers.append(_layer(view, name, neuron, W, (bias.astype(np.int64) >> STATE_SHIFT),
                              NEVER_FIRES if p.kind == "I" else int(vth[0])))
     if problems:
-        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         hint = "" if semantic else "; integers quantized to netx's formats (`spikeport quantize --netx`) have one"
-        raise Unsupported(f"netx cannot run the quantized integers bit for bit: {problems[0]}{more}{hint}")
+        raise Unsupported(f"netx cannot run the quantized integers bit for bit: {first_reason(problems, list_all=True)}{hint}")
     last = view.node(pairs[-1][1])
     output_scale = 1.0 / fx.unit(pairs[-1][1], last, "neuron") if isinstance(last, nir.I) else 1.0
     return Plan(view.shape(view.input), layers, 1.0 / input_unit, output_scale, [])
@@ -282,8 +281,7 @@ def export_netx(graph: nir.NIRGraph, path, *, input_scale: float = 1.0, approxim
     """
     p = plan(graph, input_scale)
     if p.approximations and not approximate:
-        more = f" (and {len(p.approximations) - 1} more)" if len(p.approximations) > 1 else ""
-        raise Unsupported(f"netx export is not exact: {p.approximations[0]}{more}; pass approximate=True "
+        raise Unsupported(f"netx export is not exact: {first_reason(p.approximations)}; pass approximate=True "
                           "to export anyway")
     write(p, path)
     return p.approximations

@@ -17,6 +17,7 @@ import torch
 from backends.graph import GraphError, analyse
 from backends.nirext import NEURON_TYPES, neuron_semantics
 from backends.norse import SUPPORTED_TYPES as NORSE_TYPES, mismatches as norse_mismatches
+from backends.result import first_reason
 from pipeline.errors import SpikeportError
 from pipeline.io.nirdense import dense_graph
 
@@ -121,9 +122,8 @@ def _for_rockpool(graph: nir.NIRGraph, approximate: bool) -> tuple[nir.NIRGraph,
                              "LIF by a tau_mem NIR's LIF does not have; spikeport writes IF neurons only)") from None
     gaps = _rockpool_gaps(view)
     if gaps and not approximate:
-        raise SpikeportError(f"rockpool cannot run this graph as spikeport does: {gaps[0]}"
-                             + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else "")
-                             + "; pass --approximate to write it anyway")
+        raise SpikeportError(f"rockpool cannot run this graph as spikeport does: {first_reason(gaps)}"
+                             "; pass --approximate to write it anyway")
     notes = list(gaps)
     dense = analyse(dense_graph(graph))
     nodes = {n: dense.node(n) for n in dense.order}
@@ -192,9 +192,8 @@ def export_for(graph: nir.NIRGraph, tool: str, approximate: bool = False) -> tup
     gaps = {"norse": norse_mismatches, "sinabs": _sinabs_gaps, "snntorch": _snntorch_gaps}[tool](view)
     gaps = [g for g in gaps if "(I):" not in g]   # the readout is folded below
     if gaps and not approximate:
-        raise SpikeportError(f"{tool} cannot run this graph as spikeport does: {gaps[0]}"
-                             + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else "")
-                             + "; pass --approximate to write it anyway")
+        raise SpikeportError(f"{tool} cannot run this graph as spikeport does: {first_reason(gaps)}"
+                             "; pass --approximate to write it anyway")
     notes = list(gaps)
     nodes = {n: view.node(n) for n in view.order}
     edges = [tuple(e) for e in view.graph.edges]
