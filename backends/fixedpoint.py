@@ -21,18 +21,15 @@ from tqdm.auto import tqdm
 
 from backends import inputs as feed
 from backends.graph import GraphView, analyse
+from backends.loihi_int import (ACT_SHIFT, DECAY_BITS, DECAY_UNITY, STATE_BITS, V_LIMIT,  # noqa: F401
+                                decay, wrap_current)
 from backends.nirext import ExtensionError, SIGNED, fixed_point, neuron_semantics
 from backends.result import RunResult, Unsupported
 
-STATE_BITS = 24                   # u and v are 24-bit (AbstractPyLifModelFixed.uv_bitwidth)
-V_LIMIT = 2 ** (STATE_BITS - 1) - 1  # v saturates at +-(2^23 - 1)
-ACT_SHIFT = 6                     # synaptic input and threshold are MSB-aligned by 6 bits (act_shift, vth_shift)
 DENSE_STORE_BITS = 8              # Dense clips its stored weights to 8 bits (+ sign in mixed mode)
 CONV_LIMIT = 2 ** (STATE_BITS - 1)  # Lava's Conv process (conv='conv') wraps its sum to 24 bits: below this it
                                     # gives Sparse's integers (its float32 sum is exact too)
 INT32_LIMIT = 2 ** 31             # Dense accumulates in int32
-DECAY_BITS = 12                   # du and dv are 12-bit fractions of 4096 (decay_shift)
-DECAY_UNITY = 1 << DECAY_BITS
 FULL_DECAY = DECAY_UNITY - 1      # du = 4095: with Loihi's ds_offset of 1, u keeps only the new input
 SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
 INTEGRATORS = (nir.I, nir.LI)
@@ -46,20 +43,6 @@ SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Flat
 def shift(x: np.ndarray, exp: int) -> np.ndarray:
     """x * 2^exp as Dense applies weight_exp: a left shift, or an arithmetic right shift (rounds toward -inf)."""
     return np.left_shift(x, exp) if exp > 0 else np.right_shift(x, -exp)
-
-
-def wrap_current(u: np.ndarray) -> np.ndarray:
-    """The 24-bit wrap of the current u in AbstractPyLifModelFixed.subthr_dynamics (note: +2^23 is kept)."""
-    limit = 1 << (STATE_BITS - 1)
-    wrapped = np.where(u > limit, u - 2 * limit, u)
-    return np.where(wrapped <= -limit, u + 2 * limit, wrapped)
-
-
-def decay(x: np.ndarray, d) -> np.ndarray:
-    """x (4096 - d) / 4096 rounded toward zero, as AbstractPyLifModelFixed.subthr_dynamics decays u and v:
-    sign(y) (|y| >> 12) with y = x (4096 - d)."""
-    y = np.asarray(x, np.int64) * (DECAY_UNITY - np.asarray(d, np.int64))
-    return np.sign(y) * np.right_shift(np.abs(y), DECAY_BITS)
 
 
 def sign_mode(m: np.ndarray) -> str:

@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import torch
 
+from backends import loihi_int as loihi
+
 
 class IFParams(NamedTuple):
     r: torch.Tensor
@@ -128,17 +130,6 @@ class LavaCubaParams(NamedTuple):
     vth: torch.Tensor
 
 
-LAVA_DECAY_SHIFT = 12     # decays are 12-bit fractions of 4096
-LAVA_ACT_SHIFT = 6        # synaptic input and threshold are MSB-aligned by 6 bits
-LAVA_UV_LIMIT = 1 << 23   # u and v are 24-bit
-
-
-def _lava_decay(x: torch.Tensor, decay: int) -> torch.Tensor:
-    """x (4096 - decay) / 4096 rounded toward zero: sign(y) (|y| >> 12), y = x (4096 - decay)."""
-    y = x * ((1 << LAVA_DECAY_SHIFT) - decay)
-    return torch.sign(y) * (y.abs() >> LAVA_DECAY_SHIFT)
-
-
 def lava_cuba_step(state: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, p: LavaCubaParams):
     """One step of Lava's fixed-point LIF on int64 state (u, v), x the integer synaptic input (weight units):
       u = wrap24(decay12(u, iDecay) + (x << 6))     (wrap: u > 2^23 -> u - 2^24, u <= -2^23 -> u + 2^24)
@@ -146,9 +137,7 @@ def lava_cuba_step(state: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, p:
       z = v > vth; v = 0 where z (u keeps its value)
     Returns ((u, v), z as x's dtype)."""
     u, v = state
-    u = _lava_decay(u, p.i_decay) + (torch.round(x).to(torch.int64) << LAVA_ACT_SHIFT)
-    u = torch.where(u > LAVA_UV_LIMIT, u - 2 * LAVA_UV_LIMIT, u)
-    u = torch.where(u <= -LAVA_UV_LIMIT, u + 2 * LAVA_UV_LIMIT, u)
-    v = torch.clamp(_lava_decay(v, p.v_decay) + u, -LAVA_UV_LIMIT + 1, LAVA_UV_LIMIT - 1)
+    u = loihi.wrap_current(loihi.decay(u, p.i_decay) + (torch.round(x).to(torch.int64) << loihi.ACT_SHIFT))
+    v = torch.clamp(loihi.decay(v, p.v_decay) + u, -loihi.V_LIMIT, loihi.V_LIMIT)
     z = v > p.vth
     return (u, torch.where(z, torch.zeros_like(v), v)), z.to(x.dtype)

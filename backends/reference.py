@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from backends import events as scatter
-from backends import fixedpoint, inputs as feed, kernels, neurons
+from backends import fixedpoint, inputs as feed, kernels, loihi_int, neurons
 from backends.graph import KNOWN_TYPES, WEIGHTED_TYPES, GraphView, analyse
 from backends.nirext import LAVA_CUBA, NEURON_TYPES, neuron_semantics
 from backends.result import RunResult
@@ -151,7 +151,7 @@ class _Lowering:
     def _lava_cuba(self, name, node, sem) -> Op:
         """Lava's fixed-point CUBA neuron (netx import): int64 state in Lava units, thresholds in mantissas."""
         p = neurons.LavaCubaParams(*sem.lava_cuba, vth=torch.as_tensor(
-            np.asarray(node.v_threshold, np.int64) << neurons.LAVA_ACT_SHIFT, device=self.device))
+            np.asarray(node.v_threshold, np.int64) << loihi_int.ACT_SHIFT, device=self.device))
         shape = self.view.shape(name)
 
         def init(batch):
