@@ -479,6 +479,12 @@ def cmd_quantize(args) -> int:
         print(f"{name}: {layer['weight_bits']}-bit mantissas in [{layer['mantissa_min']}, {layer['mantissa_max']}], "
               f"exponent {layer['weight_exp']}, {layer['clipped']} clipped")
     print(f"wrote {api.save(q.graph, args.out)}")
+    if args.netx:
+        from pipeline.hardware.deploy import netx_refusal
+        why = netx_refusal(q.graph)
+        if why is not None:
+            print(f"note: the integers are in netx's formats, but lava-dl's netx cannot run this graph: {why}",
+                  file=sys.stderr)
     return 0
 
 

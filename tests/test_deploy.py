@@ -96,6 +96,22 @@ def test_quantize_netx_option_gives_integers_netx_holds(tmp_path, digits_graphs)
     export_quantized(q, io.BytesIO())
 
 
+def test_quantize_netx_says_when_netx_cannot_run_the_graph(tmp_path, digits_graphs, capsys):
+    """Reset by subtraction is not netx's neuron: `quantize --netx` still writes the integers, and says on stderr
+    that netx will not run them and why; on a reset-to-zero graph it says nothing."""
+    for name, expected in (("maxnorm", "node 'relu1': reset 'subtract'"), ("maxnorm-zero", None)):
+        model = write_nir(tmp_path / f"{name}.nir", digits_graphs[name])
+        out = tmp_path / f"{name}.q.nir"
+        assert main(["quantize", str(model), "--target", "loihi2", "--netx", "-o", str(out), "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert out.exists()
+        if expected is None:
+            assert "netx cannot run" not in err
+        else:
+            assert err.startswith("note: the integers are in netx's formats, but lava-dl's netx cannot run this "
+                                  "graph: ") and expected in err and err.count("\n") == 1
+
+
 def _assert_netx_file_runs_like_the_reference(graph_path, netx_path, x, T: int, layers) -> None:
     """lava-dl's own netx.hdf5.Network running `netx_path` on the quantized graph's integer input gives the
     reference fixed-point mode's spikes in every layer at every step and its outputs (the same integers, each
