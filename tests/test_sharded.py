@@ -1,8 +1,10 @@
 """Sharded evaluation (pipeline.sharded): the shares cover the samples on whole backend batches, merged shares equal
-one run on all samples, and two gloo processes (mp.spawn, and torchrun on the CLI) give the single-process numbers."""
+one run on all samples, and two gloo processes (mp.spawn, torchrun on the CLI, and two torchrun launchers meeting at
+a c10d rendezvous as on two machines) give the single-process numbers."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +97,32 @@ def test_torchrun_simulate_prints_the_single_process_numbers(tmp_path, digits_gr
     for a, b in zip(*runs):
         assert (a["accuracy"], a["spikes_per_sample"], a["samples"]) == (b["accuracy"], b["spikes_per_sample"],
                                                                          b["samples"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_launchers_at_one_rendezvous_print_the_single_process_numbers(tmp_path, digits_graphs):
+    """README's two-machine command, both "machines" on this host: two torchrun launchers (--nnodes 2, one process
+    each) find each other only through the c10d rendezvous endpoint, as launchers on two hosts do."""
+    nir_path = pipeline.save(digits_graphs["robustnorm"], tmp_path / "model.nir")
+    args = ["-m", "pipeline.cli", "simulate", str(nir_path), "--T", "4", "16", "--quiet"]
+    single = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{_free_port()}", "--rdzv_id", "two-hosts",
+                "--rdzv_conf", "join_timeout=300", *args]
+    nodes = [subprocess.Popen(launcher, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, f"torchrun exited {node.returncode}:\n{err[-4000:]}"
+    strip = [line.rsplit(",", 1)[0] for line in single.stdout.splitlines()]   # all but the seconds
+    printed = [[line.rsplit(",", 1)[0] for line in out.splitlines()] for out, _ in outputs]
+    assert sorted(printed, key=len) == [[], strip] and len(strip) == 2   # global rank 0 alone prints
 
 
 def _untimed(value):
