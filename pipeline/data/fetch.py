@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, ContextManager, Iterator
 from tqdm.auto import tqdm
 
 from pipeline.data.datasets import DataError
-from pipeline.io.atomic import atomic_path
+from pipeline.io.atomic import atomic_path, check_target
 
 CACHE_ENV = "SPIKEPORT_CACHE"
 CHUNK = 1 << 20
@@ -72,6 +72,8 @@ def fetch(dataset: str, cache_dir: str | os.PathLike | None = None, progress: bo
     missing = [f for f in source.files if not _verified(folder / f.name, f.sha256)]
     if not missing:
         return folder
+    for file in missing:   # an unusable cache folder is named before anything is downloaded
+        check_target(folder / file.name)
     with tempfile.TemporaryDirectory(prefix="spikeport-fetch-") as tmp:
         work = Path(tmp)
         bar = tqdm(total=None, desc=f"fetching {dataset}", unit="B", unit_scale=True, disable=not progress,
