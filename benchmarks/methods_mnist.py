@@ -35,7 +35,8 @@ from pipeline.training.checkpoints import load_model
 
 COMMAND = ".venv/bin/python -m benchmarks.methods_mnist"
 T_VALUES = (1, 2, 4, 8, 16, 32, 64)
-AUGMENT = {"mnist": "crop", "fashion-mnist": "crop-flip"}  # README's zoo table (there 10 / 15 epochs)
+AUGMENT = {"mnist": "crop", "fashion-mnist": "crop-flip"}  # README's zoo table
+ANN_EPOCHS = {"mnist": 10, "fashion-mnist": 15}            # the same table's recipes
 TARGETS = ("cmos45nm", "loihi")
 TRAINED = {"snn2ann": ("snn2ann", {}), "joint-asnn": ("joint-asnn", {}), "stbp-lif": ("stbp", {"neuron": "lif"})}
 # a trained method's revision, part of its cache name: a graph cached before a fix to the method is not reused
@@ -166,14 +167,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=tuple(AUGMENT), default="fashion-mnist")
     parser.add_argument("--method-epochs", type=int, default=3, help="fine-tuning epochs of conversion methods")
-    parser.add_argument("--tune-images", type=int, default=60000,
+    parser.add_argument("--tune-images", type=int, default=20000,
                         help="training images the conversion methods fine-tune and calibrate on (first N)")
-    parser.add_argument("--snn-T", type=int, default=4, help="T the SNN training methods train at")
-    parser.add_argument("--snn-epochs", type=int, default=1)
-    parser.add_argument("--snn-images", type=int, default=20000, help="training images the SNN methods train on")
-    parser.add_argument("--joint-lr", type=float, default=None, help="joint-asnn's learning rate (default its own)")
+    parser.add_argument("--snn-T", type=int, nargs="+", default=[4, 8],
+                        help="the Ts the SNN training methods train at; rows of the second and later are 'method@T<T>'")
+    parser.add_argument("--snn-epochs", type=int, default=2)
+    parser.add_argument("--snn-images", type=int, default=60000, help="training images the SNN methods train on")
+    parser.add_argument("--snn-lr", type=float, default=1e-3,
+                        help="the SNN training methods' learning rate (the papers' 1e-3); 0: each method's own default")
     parser.add_argument("--snn-methods", nargs="*", default=list(TRAINED), choices=list(TRAINED))
-    parser.add_argument("--ann-epochs", type=int, default=4)
+    parser.add_argument("--ann-epochs", type=int, default=None, help="default: the README's recipe (10 / 15)")
     parser.add_argument("--checkpoint", default=None, help="a spikeport lenet5 checkpoint to use as the ANN instead")
     parser.add_argument("--reuse-sweep", action="store_true", help="reuse the conversion sweep saved in --out")
     parser.add_argument("--limit", type=int, default=None, help="first N test images only (default all)")
@@ -181,6 +184,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="out/bench-methods-mnist")
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch docs/benchmarks.md")
     args = parser.parse_args(argv)
+    args.ann_epochs = args.ann_epochs or ANN_EPOCHS[args.dataset]
     t_start = time.perf_counter()
     ds = load_dataset(args.dataset, seed=args.seed)
     if args.checkpoint:
@@ -200,13 +204,14 @@ def main(argv=None) -> None:
     results, correct, sweep_seconds = conversion_sweep(ann, ds, out, methods, args)
     hws = [load_hwconfig(t) for t in TARGETS]
     trained = {}
-    for label in args.snn_methods:
+    for T, label in [(T, label) for T in args.snn_T for label in args.snn_methods]:
         method, options = TRAINED[label]
-        if label == "joint-asnn" and args.joint_lr is not None:
-            options = {**options, "lr": args.joint_lr}
-        graph, record = trained_snn(label, method, ann, ds, ann_path, args.snn_T, args.snn_epochs,
+        if args.snn_lr:
+            options = {**options, "lr": args.snn_lr}
+        graph, record = trained_snn(label, method, ann, ds, ann_path, T, args.snn_epochs,
                                      min(args.snn_images, len(ds.train_x)), args.seed, options)
-        trained[label] = (measure(label, graph, x, y, hws, correct), record)
+        row = label if T == args.snn_T[0] else f"{label}@T{T}"
+        trained[row] = (measure(row, graph, x, y, hws, correct), record)
     results = merge(results, trained, correct, ann_correct)
     write_json(out / "all-results.json", results)
     accuracy = {(r["label"], r["T"]): r["accuracy"] for r in results["runs"]}
@@ -220,13 +225,14 @@ def main(argv=None) -> None:
     train_note = "; ".join(f"{label} {r['seconds'] / 60:.1f} min, last epoch: loss {r['history'][-1]['loss']:.3g}, "
                            f"its own SNN test accuracy {100 * r['history'][-1]['snn_accuracy']:.2f}%"
                            for label, (_, r) in trained.items())
+    later = "".join(f" (rows '@T{T}': at T={T})" for T in args.snn_T[1:])
     tuned = ", ".join(m for m in methods if get_method(m.split(":")[0]).train is not None)
     body = "\n\n".join([
         f"## Methods on {args.dataset}: lenet5, {n} test images, T = 1-64 (reference backend)",
         f"Command: `{COMMAND} --dataset {args.dataset} "
         f"{f'--checkpoint {args.checkpoint}' if args.checkpoint else f'--ann-epochs {args.ann_epochs}'} --method-epochs "
-        f"{args.method_epochs} --tune-images {args.tune_images} --snn-T {args.snn_T} --snn-epochs {args.snn_epochs} "
-        f"--snn-images {args.snn_images}{'' if args.joint_lr is None else f' --joint-lr {args.joint_lr:g}'}"
+        f"{args.method_epochs} --tune-images {args.tune_images} --snn-T {' '.join(map(str, args.snn_T))} --snn-epochs {args.snn_epochs} "
+        f"--snn-images {args.snn_images} --snn-lr {args.snn_lr:g}"
         f"{'' if args.limit is None else f' --limit {args.limit}'}`. "
         f"Machine: {machine()}, shared with 4 other engineers' jobs (wall times are upper bounds). ANN: lenet5, "
         f"{recipe}, test accuracy {100 * full_ann:.2f}% on all {len(ds.test_x)} test images{subset}. "
@@ -234,10 +240,11 @@ def main(argv=None) -> None:
         f"fine-tune ({tuned}) do so for {args.method_epochs} epochs on the first "
         f"{min(args.tune_images, len(ds.train_x))} training images (rnl-ril: the last third of the epochs its stage "
         f"2); every method calibrates on those images. The SNN training methods start from the ANN's weights and train {args.snn_epochs} "
-        f"epoch(s) at T={args.snn_T} on the first {min(args.snn_images, len(ds.train_x))} training images "
+        f"epoch(s) at T={args.snn_T[0]}{later} on the first {min(args.snn_images, len(ds.train_x))} training images "
+        f"({f'Adam at lr {args.snn_lr:g}' if args.snn_lr else 'each at its own default lr'}, cosine decay) "
         f"(snn2ann: IF, reset to zero; joint-asnn: LIF; stbp-lif: a standard LIF SNN trained alone by STBP, Joint "
         f"A-SNN's Table 4 baseline); their graphs are then run at every T, and 'its ANN' is the ANN they start "
-        f"from. Training (time; the trainer's own last-epoch figures on the full test set at T={args.snn_T}): "
+        f"from. Training (time; the trainer's own last-epoch figures on the full test set at the T trained at): "
         f"{train_note}. Conversion sweep (fine-tuning and simulation) {sweep_seconds / 60:.1f} "
         f"min.",
         sweep_markdown(results).split("\n", 2)[2].replace("![accuracy vs T](accuracy_vs_T.png)", "")
