@@ -2,6 +2,8 @@
 and thresholds as one process training on the full batches, for snn2ann, joint-asnn and stbp."""
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -36,20 +38,21 @@ def _setup(method: str):
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    try:
-        for method in METHODS:
-            net, data = _setup(method)
-            fit(net, *data, CFG, progress=False)
-            if rank == 0:
-                torch.save(net.state_dict(), f"{out_dir}/{method}.pt")
-        # Eq. 17 over the batch: all four positions ANN-inactive, noise counts 0 0 | 1 0 -> mean 0.25 <= eps 0.3,
-        # although process 1 alone (mean 0.5) would raise its thresholds
-        v = torch.ones(2)
-        ata_update(v, torch.zeros(2), torch.tensor([[0.0, 0.0], [1.0, 0.0]])[rank], epsilon=0.3)
-        torch.save(v, f"{out_dir}/ata{rank}.pt")
-        dist.barrier()   # neither rank tears gloo down while the other still has it in use (seen: SIGABRT at exit)
-    finally:
-        dist.destroy_process_group()
+    for method in METHODS:
+        net, data = _setup(method)
+        fit(net, *data, CFG, progress=False)
+        if rank == 0:
+            torch.save(net.state_dict(), f"{out_dir}/{method}.pt")
+    # Eq. 17 over the batch: all four positions ANN-inactive, noise counts 0 0 | 1 0 -> mean 0.25 <= eps 0.3,
+    # although process 1 alone (mean 0.5) would raise its thresholds
+    v = torch.ones(2)
+    ata_update(v, torch.zeros(2), torch.tensor([[0.0, 0.0], [1.0, 0.0]])[rank], epsilon=0.3)
+    torch.save(v, f"{out_dir}/ata{rank}.pt")
+    dist.barrier()
+    # gloo's teardown (destroy_process_group, or the interpreter's exit) sometimes aborts the process with
+    # "terminate called without an active exception", even after a barrier (CI, 2026-12-02): every result is on
+    # disk by now, so leave without running it
+    os._exit(0)
 
 
 def test_ddp_two_processes_equal_single_process_full_batch(tmp_path):
