@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 
 from backends import inputs as feed
 from backends.graph import GraphView, analyse
-from backends.loihi_int import (ACT_SHIFT, DECAY_BITS, DECAY_UNITY, STATE_BITS, V_LIMIT,  # noqa: F401
+from backends.loihi_int import (ACT_SHIFT, DECAY_UNITY, STATE_BITS, STATE_LIMIT, V_LIMIT,  # noqa: F401
                                 decay, wrap_current)
 from backends.nirext import ExtensionError, SIGNED, fixed_point, neuron_semantics
 from backends.result import RunResult, Unsupported
 
 DENSE_STORE_BITS = 8              # Dense clips its stored weights to 8 bits (+ sign in mixed mode)
-CONV_LIMIT = 2 ** (STATE_BITS - 1)  # Lava's Conv process (conv='conv') wraps its sum to 24 bits: below this it
+CONV_LIMIT = STATE_LIMIT           # Lava's Conv process (conv='conv') wraps its sum to 24 bits: below this it
                                     # gives Sparse's integers (its float32 sum is exact too)
 INT32_LIMIT = 2 ** 31             # Dense accumulates in int32
 FULL_DECAY = DECAY_UNITY - 1      # du = 4095: with Loihi's ds_offset of 1, u keeps only the new input
